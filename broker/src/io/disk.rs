@@ -1,0 +1,100 @@
+//! The disk seam.
+//!
+//! Files are opened through a [`Disk`] and accessed by position through a [`DiskFile`]. The
+//! contract is the one a careful storage engine assumes of a POSIX filesystem, and no more:
+//!
+//! - `write_at` puts bytes in a volatile cache. They may be lost, partly lost, or (at sector
+//!   granularity) torn by a crash until `sync` on that file returns `Ok`.
+//! - Creating, renaming or removing a file changes the directory, which is durable only after
+//!   `sync_dir` on the parent directory returns `Ok`.
+//! - After `sync` returns an error the file's contents are unknown: callers must treat it as
+//!   suspect (re-read and verify, or stop), never retry the sync and assume success.
+//!
+//! All methods are blocking. They are cheap when data stays in the page cache; `sync` is the slow
+//! one and drivers run it off the reactor (see [`crate::io::tasks::run_blocking`]).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// A filesystem: real, or simulated by the simulator.
+pub trait Disk: Send + Sync + 'static {
+    /// Opens a file for reading and writing, creating it if `create` is set.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>>;
+    /// Creates a directory and its missing parents. Durable after `sync_dir` of each parent.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything below it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The entries of a directory, sorted by name so that callers iterate deterministically.
+    fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// An open file, shared between the writer and readers.
+pub trait DiskFile: Send + Sync + 'static {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Makes every earlier write to this file durable.
+    fn sync(&self) -> io::Result<()>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file is
+    /// shorter.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let read = self.read_at(&mut buf[done..], offset + done as u64)?;
+            if read == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before the requested range",
+                ));
+            }
+            done += read;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole small file (metadata, checkpoints).
+pub fn read_whole(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
+    let file = disk.open(path, false)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to read whole"))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+/// Replaces a small file atomically and durably: write a temporary file, sync it, rename it over
+/// the target, sync the directory. After a crash the target holds either the old or the new
+/// contents, never a mix.
+pub fn write_atomically(disk: &dyn Disk, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = std::path::PathBuf::from(temporary);
+    let file = disk.open(&temporary, true)?;
+    file.truncate(0)?;
+    file.write_at(contents, 0)?;
+    file.sync()?;
+    disk.rename(&temporary, path)?;
+    disk.sync_dir(parent)
+}

@@ -1,0 +1,1 @@
+//! The partition log: durable, segmented, indexed storage of record batches.
