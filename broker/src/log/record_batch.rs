@@ -282,7 +282,9 @@ pub(crate) mod test_batches {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: index as i64,
-                sequence: -1,
+                // The encoder starts a new batch unless `offset - sequence` stays constant; this
+                // keeps one batch whose base sequence is -1, as a non-idempotent producer sends.
+                sequence: index as i32 - 1,
                 timestamp: timestamp + index as i64,
                 key: None,
                 value: Some(Bytes::copy_from_slice(value)),
