@@ -24,6 +24,8 @@ use thiserror::Error;
 use crate::log::LogConfig;
 pub use properties::flatten_toml;
 
+/// The smallest `log.segment.bytes` accepted: a segment must hold at least a few batches.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
 /// The largest request frame accepted, in bytes (`socket.request.max.bytes`, Kafka's default).
 pub const SOCKET_REQUEST_BYTES_MAX_DEFAULT: u32 = 100 * 1024 * 1024;
 /// How often time-based retention is checked (`log.retention.check.interval.ms`).
@@ -224,11 +226,11 @@ impl BrokerConfig {
                 "log.flush.interval.ms" => flush_interval_ms = parse_positive(name, value)?,
                 "log.segment.bytes" => {
                     let bytes: u64 = parse_positive(name, value)?;
-                    if bytes < crate::log::SEGMENT_BYTES_MIN {
+                    if bytes < SEGMENT_BYTES_MIN {
                         return Err(invalid(
                             name,
                             value,
-                            format!("must be at least {}", crate::log::SEGMENT_BYTES_MIN),
+                            format!("must be at least {}", SEGMENT_BYTES_MIN),
                         ));
                     }
                     config.log.segment_bytes = bytes;

@@ -12,11 +12,13 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::data_dir::{self, DataDirError, DataDirIdentity, TopicRecord};
+use super::groups::GroupService;
 use super::partition::Partition;
 use super::topic_config::{log_config_for_topic, validate_topic_name};
 use crate::config::BrokerConfig;
 use crate::io::{tasks, Clock, Disk, Random};
 use crate::log::{LogConfig, LogError};
+use crate::producer::ProducerIdAllocator;
 
 /// Partitions a topic may have; bounds memory and the tasks a single request can create.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
@@ -89,6 +91,11 @@ pub struct Broker {
     pub data_visible: Arc<Notify>,
     /// Stops each partition's syncer when its topic goes away or the broker stops.
     syncer_stops: Mutex<BTreeMap<(String, i32), Arc<Notify>>>,
+    /// The consumer group coordinator and its driver.
+    pub groups: GroupService,
+    producer_ids: Mutex<ProducerIdAllocator>,
+    /// Serializes producer id reservations, which write a checkpoint.
+    pub producer_id_reservation: tokio::sync::Mutex<()>,
 }
 
 fn hex_id(id: &Uuid) -> String {
@@ -100,6 +107,9 @@ impl Broker {
     pub fn open(config: BrokerConfig, seams: Seams) -> Result<Arc<Self>, TopicError> {
         let root = config.data_dir.clone();
         let identity = data_dir::open_data_dir(seams.disk.as_ref(), &root, config.node_id, &seams.random)?;
+        let producer_id_limit = data_dir::load_producer_id_limit(seams.disk.as_ref(), &root)?;
+        let config_for_groups = config.clone();
+        let clock_origin = seams.clock.now();
         let broker = Arc::new(Self {
             config,
             seams,
@@ -108,6 +118,9 @@ impl Broker {
             catalogue: tokio::sync::Mutex::new(()),
             data_visible: Arc::new(Notify::new()),
             syncer_stops: Mutex::new(BTreeMap::new()),
+            groups: GroupService::new(&config_for_groups, clock_origin),
+            producer_ids: Mutex::new(ProducerIdAllocator::recover(producer_id_limit)),
+            producer_id_reservation: tokio::sync::Mutex::new(()),
         });
         let records = data_dir::load_topics(broker.seams.disk.as_ref(), &root)?;
         broker.remove_orphan_partitions(&records)?;
@@ -125,6 +138,11 @@ impl Broker {
             broker.install(topic);
         }
         Ok(broker)
+    }
+
+    /// The producer id allocator.
+    pub fn producer_ids(&self) -> std::sync::MutexGuard<'_, ProducerIdAllocator> {
+        self.producer_ids.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn new_topic_id(&self) -> Uuid {

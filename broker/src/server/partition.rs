@@ -22,7 +22,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::FlushPolicy;
 use crate::io::{tasks, Clock, Disk};
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
-use crate::producer::{ProducerError, ProducerStateTable, SequenceCheck};
+use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
 /// What happened to one appended batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +80,14 @@ impl Partition {
     ) -> Result<Arc<Self>, LogError> {
         let (log, report) = PartitionLog::open(disk, &directory, log_config, clock.wall_ms())?;
         tracing::info!(topic, partition = index, ?report, "partition log opened");
-        let mut producers = ProducerStateTable::new();
+        let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
         log.for_each_batch(log.log_start_offset(), |header: &RecordBatchHeader| {
             if header.producer_id >= 0 {
                 producers.replay(
                     header.producer_id,
                     header.producer_epoch,
                     header.base_sequence,
-                    header.last_sequence(),
+                    last_sequence(header),
                     header.base_offset,
                     header.last_offset(),
                     header.max_timestamp,
@@ -133,7 +133,7 @@ impl Partition {
                 header.producer_id,
                 header.producer_epoch,
                 header.base_sequence,
-                header.last_sequence(),
+                last_sequence(header),
             )?;
             if let SequenceCheck::Duplicate {
                 base_offset,
@@ -152,7 +152,7 @@ impl Partition {
                 header.producer_id,
                 header.producer_epoch,
                 header.base_sequence,
-                header.last_sequence(),
+                last_sequence(header),
                 info.base_offset,
                 info.last_offset,
                 wall_ms,
@@ -289,4 +289,27 @@ impl Partition {
     pub async fn flush(&self, disk: &Arc<dyn Disk>) -> bool {
         self.sync_once(disk).await
     }
+
+    /// Writes the log's indexes and its clean-shutdown checkpoint, so the next start trusts it
+    /// without a scan. The partition serves nothing afterwards.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        if state.offline.is_some() {
+            return;
+        }
+        if let Err(error) = state.log.close() {
+            tracing::error!(topic = %self.topic, partition = self.index, %error, "clean close failed");
+        }
+        state.offline = Some("the broker is shutting down".to_string());
+    }
+}
+
+/// The sequence number of a batch's last record. Sequences wrap from `i32::MAX` to 0, as in
+/// Kafka; a batch without a producer id has none (-1).
+fn last_sequence(header: &RecordBatchHeader) -> i32 {
+    if header.base_sequence < 0 {
+        return -1;
+    }
+    let sum = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
 }

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::log::{LogConfig, SEGMENT_BYTES_MIN};
+use crate::config::SEGMENT_BYTES_MIN;
+use crate::log::LogConfig;
 
 /// The topic settings a client may set or describe, with the broker setting each defaults to.
 pub const TOPIC_SETTINGS: &[(&str, &str)] = &[

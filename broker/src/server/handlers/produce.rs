@@ -10,8 +10,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::FlushPolicy;
-use crate::log::{record_batch, BatchError, LogError};
-use crate::producer::ProducerError;
+use crate::log::record_batch;
 use crate::server::broker::{Broker, TopicError};
 use crate::server::partition::{AppendOutcome, Partition, PartitionError};
 
@@ -41,20 +40,11 @@ fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> Parti
 /// Maps a refused append to Kafka's error code.
 fn partition_error_code(error: &PartitionError) -> ResponseError {
     match error {
-        PartitionError::Producer(ProducerError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
-        PartitionError::Producer(ProducerError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
-        PartitionError::Producer(ProducerError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
-        PartitionError::Log(LogError::RecordTooLarge { .. }) => ResponseError::MessageTooLarge,
-        PartitionError::Log(LogError::CorruptBatch(_)) => ResponseError::CorruptMessage,
-        PartitionError::Log(_) | PartitionError::Offline(_) => ResponseError::KafkaStorageError,
-    }
-}
-
-fn batch_error_code(error: &BatchError) -> ResponseError {
-    match error {
-        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
-        BatchError::Corrupt(_) | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
-        _ => ResponseError::InvalidRecord,
+        PartitionError::Producer(producer) => {
+            ResponseError::try_from_code(producer.code()).unwrap_or(ResponseError::UnknownServerError)
+        }
+        PartitionError::Log(log) => log.kafka_error(),
+        PartitionError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }
 
@@ -67,7 +57,7 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
     for batch in record_batch::split_batches(records) {
         let batch = match batch {
             Ok(batch) => batch,
-            Err(error) => return failed(index, batch_error_code(&error), error.to_string()),
+            Err(error) => return failed(index, error.kafka_error(), error.to_string()),
         };
         if batch.len() > max_message_bytes as usize {
             return failed(index, ResponseError::MessageTooLarge, format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", batch.len()));
@@ -76,7 +66,7 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
             Ok(header) => header,
             Err(error) => {
                 tracing::warn!(topic = %partition.topic, partition = index, %error, "refused a corrupt batch");
-                return failed(index, batch_error_code(&error), error.to_string());
+                return failed(index, error.kafka_error(), error.to_string());
             }
         };
         if header.is_transactional() || header.is_control() {

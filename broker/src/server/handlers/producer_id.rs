@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::io::tasks;
-use crate::producer::Allocation;
+use crate::producer::InitProducerIdOutcome;
 use crate::server::broker::Broker;
 use crate::server::data_dir;
 
@@ -28,14 +28,23 @@ pub async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdReque
     }
     let _serialized = broker.producer_id_reservation.lock().await;
     for _ in 0..RESERVATION_ATTEMPTS_MAX {
-        let allocation = broker.producer_ids().allocate(request.producer_id.0, request.producer_epoch);
-        match allocation {
-            Allocation::Ready { producer_id, epoch } => {
+        let outcome = broker
+            .producer_ids()
+            .init_producer_id(request.producer_id.0, request.producer_epoch);
+        match outcome {
+            Err(error) => {
+                tracing::error!(%error, "cannot allocate a producer id");
+                return failure(ResponseError::UnknownServerError);
+            }
+            Ok(InitProducerIdOutcome::Ready {
+                producer_id,
+                producer_epoch,
+            }) => {
                 return InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(producer_id))
-                    .with_producer_epoch(epoch);
+                    .with_producer_epoch(producer_epoch);
             }
-            Allocation::NeedsReservation { reserve_up_to } => {
+            Ok(InitProducerIdOutcome::NeedsReservation { reserve_up_to }) => {
                 let for_io = broker.clone();
                 let stored = tasks::run_blocking(move || {
                     data_dir::store_producer_id_limit(for_io.seams.disk.as_ref(), &for_io.config.data_dir, reserve_up_to)
