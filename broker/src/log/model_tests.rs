@@ -28,16 +28,27 @@ const OPERATIONS_PER_CASE_MAX: usize = 60;
 
 #[derive(Clone, Debug)]
 enum Operation {
-    Append { records: usize, value_bytes: usize, leader_epoch: i32 },
+    Append {
+        records: usize,
+        value_bytes: usize,
+        leader_epoch: i32,
+    },
     Sync,
-    Crash { seed: u64 },
+    Crash {
+        seed: u64,
+    },
     CrashLosingEverythingUnsynced,
     CloseAndReopen,
     /// Truncates at the given fraction (per mille) of the way from log start to log end.
-    TruncateTo { per_mille: i64 },
+    TruncateTo {
+        per_mille: i64,
+    },
     Retention,
     /// Reads at the given fraction (per mille) of the way from log start to log end.
-    Read { per_mille: i64, max_bytes: usize },
+    Read {
+        per_mille: i64,
+        max_bytes: usize,
+    },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -118,11 +129,21 @@ impl Harness {
         self.wall_ms += 10;
         let wall_ms = self.wall_ms;
         match *operation {
-            Operation::Append { records, value_bytes, leader_epoch } => {
+            Operation::Append {
+                records,
+                value_bytes,
+                leader_epoch,
+            } => {
                 let batch = sized_batch(records, value_bytes, wall_ms);
-                let info = self.log().append(&batch, leader_epoch, wall_ms).expect("append");
+                let info = self
+                    .log()
+                    .append(&batch, leader_epoch, wall_ms)
+                    .expect("append");
                 assert_eq!(info.base_offset, self.model_end());
-                let stored = self.log().read(info.base_offset, 1, i64::MAX).expect("read back");
+                let stored = self
+                    .log()
+                    .read(info.base_offset, 1, i64::MAX)
+                    .expect("read back");
                 assert_eq!(stored.len(), batch.len());
                 assert_eq!(&stored[61..], &batch[61..]);
                 self.batches.push(ModelBatch {
@@ -172,7 +193,10 @@ impl Harness {
                 let start = self.log().log_start_offset();
                 assert!(self.is_boundary(start), "log start {start} inside a batch");
             }
-            Operation::Read { per_mille, max_bytes } => {
+            Operation::Read {
+                per_mille,
+                max_bytes,
+            } => {
                 let offset = self.offset_at(per_mille);
                 self.check_read(offset, max_bytes);
             }
@@ -200,7 +224,10 @@ impl Harness {
             "lost synced data: log end {end}, durable {}",
             self.durable_end_offset
         );
-        assert!(end <= self.model_end(), "log end {end} beyond anything appended");
+        assert!(
+            end <= self.model_end(),
+            "log end {end} beyond anything appended"
+        );
         assert!(self.is_boundary(end), "log end {end} inside a batch");
         self.batches.retain(|batch| batch.next_offset <= end);
         assert_eq!(self.log().durable_end_offset(), end);
@@ -248,7 +275,12 @@ impl Harness {
         let mut seen = 0;
         // Bounded: each read returns at least one batch until the end.
         while offset < end {
-            let bytes = self.log.as_ref().expect("open").read(offset, 1 << 20, end).expect("read");
+            let bytes = self
+                .log
+                .as_ref()
+                .expect("open")
+                .read(offset, 1 << 20, end)
+                .expect("read");
             assert!(!bytes.is_empty());
             for part in split_batches(&bytes) {
                 let part = part.expect("whole");
