@@ -49,6 +49,10 @@ enum Operation {
         per_mille: i64,
         max_bytes: usize,
     },
+    /// ListOffsets by a timestamp this many milliseconds after the start.
+    FindTimestamp {
+        after_start_ms: i64,
+    },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -63,6 +67,7 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (0i64..=1000).prop_map(|per_mille| Operation::TruncateTo { per_mille }),
         1 => Just(Operation::Retention),
         2 => (0i64..=1000, 1usize..3000).prop_map(|(per_mille, max_bytes)| Operation::Read { per_mille, max_bytes }),
+        1 => (0i64..800).prop_map(|after_start_ms| Operation::FindTimestamp { after_start_ms }),
     ]
 }
 
@@ -200,6 +205,9 @@ impl Harness {
                 let offset = self.offset_at(per_mille);
                 self.check_read(offset, max_bytes);
             }
+            Operation::FindTimestamp { after_start_ms } => {
+                self.check_offset_for_timestamp(START_MS + after_start_ms);
+            }
         }
         let log = self.log.as_ref().expect("open");
         assert!(log.durable_end_offset() <= log.log_end_offset());
@@ -259,6 +267,30 @@ impl Harness {
         assert_eq!(expected_position, bytes.len());
         assert!(count >= 1, "at least one batch");
         assert!(count == 1 || bytes.len() <= max_bytes);
+    }
+
+    /// Compares ListOffsets with a brute-force search of the model's records.
+    fn check_offset_for_timestamp(&mut self, timestamp: i64) {
+        let start = self.log().log_start_offset();
+        let end = self.model_end();
+        let expected = self
+            .batches
+            .iter()
+            .filter(|batch| batch.base_offset >= start)
+            .find_map(|batch| {
+                let mut bytes = bytes::Bytes::copy_from_slice(&batch.bytes);
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+                    .expect("decodable");
+                set.records
+                    .iter()
+                    .find(|record| record.timestamp >= timestamp)
+                    .map(|record| (record.offset, record.timestamp))
+            });
+        let found = self
+            .log()
+            .offset_for_timestamp(timestamp, end)
+            .expect("offset for timestamp");
+        assert_eq!(found, expected, "timestamp {timestamp}");
     }
 
     /// Reads the whole log and compares it with the model, batch by batch.
