@@ -78,7 +78,11 @@ fn join(
     member_id: &str,
     instance: Option<&str>,
 ) -> Vec<GroupOutput> {
-    let version = if instance.is_some() { JOIN_VERSION } else { JOIN_VERSION_DYNAMIC };
+    let version = if instance.is_some() {
+        JOIN_VERSION
+    } else {
+        JOIN_VERSION_DYNAMIC
+    };
     coordinator.join_group(
         now_ms,
         token,
