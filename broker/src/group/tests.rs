@@ -949,3 +949,188 @@ proptest! {
         }
     }
 }
+
+// ---- Model-free state machine test: liveness of replies and timer sanity ----
+
+#[derive(Debug, Clone)]
+enum ClientOperation {
+    Join { client: usize },
+    Sync { client: usize },
+    Heartbeat { client: usize },
+    Leave { client: usize },
+    Restart { client: usize },
+    Advance { elapsed_ms: u64 },
+}
+
+fn client_operation() -> impl Strategy<Value = ClientOperation> {
+    prop_oneof![
+        4 => (0usize..3).prop_map(|client| ClientOperation::Join { client }),
+        3 => (0usize..3).prop_map(|client| ClientOperation::Sync { client }),
+        2 => (0usize..3).prop_map(|client| ClientOperation::Heartbeat { client }),
+        1 => (0usize..3).prop_map(|client| ClientOperation::Leave { client }),
+        1 => (0usize..3).prop_map(|client| ClientOperation::Restart { client }),
+        3 => (0u64..15_000).prop_map(|elapsed_ms| ClientOperation::Advance { elapsed_ms }),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+struct Client {
+    member_id: String,
+    generation_id: i32,
+    /// The members to assign, if this client was told it leads the generation.
+    members_to_assign: Vec<String>,
+}
+
+/// Client 2 is static; the others are dynamic and use the two-step join.
+fn client_instance(client: usize) -> Option<&'static str> {
+    (client == 2).then_some("instance-2")
+}
+
+struct Harness {
+    coordinator: GroupCoordinator,
+    clients: Vec<Client>,
+    now_ms: u64,
+    next_token: ReplyToken,
+    /// Tokens handed in and not yet answered, with the client that sent them.
+    outstanding: BTreeMap<ReplyToken, usize>,
+}
+
+impl Harness {
+    fn absorb(&mut self, outputs: Vec<GroupOutput>) -> Result<(), TestCaseError> {
+        for output in outputs {
+            let client = self.outstanding.remove(&output.token());
+            prop_assert!(
+                client.is_some(),
+                "token {} answered twice or never asked",
+                output.token()
+            );
+            let client = &mut self.clients[client.unwrap()];
+            if let GroupOutput::JoinResponse(_, response) = output {
+                if response.error_code == 0
+                    || response.error_code == code(ResponseError::MemberIdRequired)
+                {
+                    client.member_id = response.member_id.as_str().to_owned();
+                }
+                if response.error_code == 0 {
+                    client.generation_id = response.generation_id;
+                    client.members_to_assign = response
+                        .members
+                        .iter()
+                        .map(|member| member.member_id.as_str().to_owned())
+                        .collect();
+                }
+                if response.error_code == code(ResponseError::UnknownMemberId)
+                    || response.error_code == code(ResponseError::FencedInstanceId)
+                {
+                    client.member_id.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn token(&mut self, client: usize) -> ReplyToken {
+        self.next_token += 1;
+        self.outstanding.insert(self.next_token, client);
+        self.next_token
+    }
+
+    fn apply(&mut self, operation: ClientOperation) -> Result<(), TestCaseError> {
+        match operation {
+            ClientOperation::Join { client } => {
+                let token = self.token(client);
+                let instance = client_instance(client);
+                let version = if instance.is_some() { 5 } else { 4 };
+                let request =
+                    join_request(&self.clients[client].member_id, instance, b"subscription");
+                let outputs = self.coordinator.join_group(
+                    self.now_ms,
+                    token,
+                    version,
+                    request,
+                    "client",
+                    "/h",
+                    token,
+                );
+                self.absorb(outputs)?;
+            }
+            ClientOperation::Sync { client } => {
+                let token = self.token(client);
+                let state = self.clients[client].clone();
+                let assignments: Vec<(String, &'static [u8])> = state
+                    .members_to_assign
+                    .iter()
+                    .map(|member| (member.clone(), &b"assigned"[..]))
+                    .collect();
+                let borrowed: Vec<(&str, &'static [u8])> = assignments
+                    .iter()
+                    .map(|(member, bytes)| (member.as_str(), *bytes))
+                    .collect();
+                let outputs = sync(
+                    &mut self.coordinator,
+                    self.now_ms,
+                    token,
+                    &state.member_id,
+                    state.generation_id,
+                    &borrowed,
+                );
+                self.absorb(outputs)?;
+            }
+            ClientOperation::Heartbeat { client } => {
+                let state = &self.clients[client];
+                heartbeat_static(
+                    &mut self.coordinator,
+                    self.now_ms,
+                    &state.member_id.clone(),
+                    client_instance(client),
+                    state.generation_id,
+                );
+            }
+            ClientOperation::Leave { client } => {
+                let request = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(text(GROUP)))
+                    .with_members(vec![MemberIdentity::default()
+                        .with_member_id(text(&self.clients[client].member_id))
+                        .with_group_instance_id(client_instance(client).map(text))]);
+                let (_, outputs) = self.coordinator.leave_group(self.now_ms, 3, request);
+                self.absorb(outputs)?;
+                self.clients[client] = Client::default();
+            }
+            ClientOperation::Restart { client } => self.clients[client] = Client::default(),
+            ClientOperation::Advance { elapsed_ms } => {
+                self.now_ms += elapsed_ms;
+                let outputs = self.coordinator.tick(self.now_ms);
+                self.absorb(outputs)?;
+                if let Some(deadline_ms) = self.coordinator.next_deadline_ms() {
+                    prop_assert!(
+                        deadline_ms > self.now_ms,
+                        "tick left a deadline in the past"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_request_is_answered_exactly_once(operations in proptest::collection::vec(client_operation(), 1..80)) {
+        let mut harness = Harness {
+            coordinator: coordinator(),
+            clients: vec![Client::default(); 3],
+            now_ms: 0,
+            next_token: 0,
+            outstanding: BTreeMap::new(),
+        };
+        for operation in operations {
+            harness.apply(operation)?;
+        }
+        // With every client gone quiet, timeouts must answer everything still waiting.
+        for _ in 0..10 {
+            harness.apply(ClientOperation::Advance { elapsed_ms: 100_000 })?;
+        }
+        prop_assert!(harness.outstanding.is_empty(), "unanswered: {:?}", harness.outstanding);
+        prop_assert_eq!(harness.coordinator.next_deadline_ms(), None);
+    }
+}
