@@ -49,7 +49,10 @@ pub struct PreparedCommit {
 }
 
 /// The classic group coordinator of a single broker owning all groups.
-#[derive(Debug, Clone)]
+///
+/// Equality compares the whole state, so tests can check that two runs with the same
+/// inputs end in the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,

@@ -1127,9 +1127,19 @@ proptest! {
             next_token: 0,
             outstanding: BTreeMap::new(),
         };
+        let mut twin = Harness {
+            coordinator: coordinator(),
+            clients: vec![Client::default(); 3],
+            now_ms: 0,
+            next_token: 0,
+            outstanding: BTreeMap::new(),
+        };
         for operation in operations {
-            harness.apply(operation)?;
+            harness.apply(operation.clone())?;
+            twin.apply(operation)?;
         }
+        // Determinism: the same inputs give the same state.
+        prop_assert_eq!(&harness.coordinator, &twin.coordinator);
         // With every client gone quiet, timeouts must answer everything still waiting.
         for _ in 0..10 {
             harness.apply(ClientOperation::Advance { elapsed_ms: 100_000 })?;
