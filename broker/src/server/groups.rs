@@ -233,19 +233,21 @@ pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(
     }
     let partition = offsets_partition(broker);
     let batch = encode_records(records, broker.seams.clock.wall_ms());
-    let header = record_batch::validate(&batch).expect("a batch this broker encoded is valid");
-    let outcome = partition.append(&batch, &header, broker.seams.clock.wall_ms())?;
-    let AppendOutcome::Appended(info) = outcome else {
-        unreachable!("offset records carry no producer id, so they are never duplicates")
-    };
+    // The encoder may split the records into several batches; they are appended in order and
+    // the wait covers the last.
+    let mut end_offset = 0;
+    for batch in record_batch::split_batches(&batch) {
+        let batch = batch.expect("batches this broker encoded split cleanly");
+        let header = record_batch::validate(batch).expect("a batch this broker encoded is valid");
+        let outcome = partition.append(batch, &header, broker.seams.clock.wall_ms())?;
+        let AppendOutcome::Appended(info) = outcome else {
+            unreachable!("offset records carry no producer id, so they are never duplicates")
+        };
+        end_offset = info.last_offset + 1;
+    }
     if broker.config.flush_policy == FlushPolicy::Sync {
-        let durable = partition
-            .wait_durable(
-                info.last_offset + 1,
-                Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS),
-            )
-            .await?;
-        if !durable {
+        let timeout = Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
+        if !partition.wait_durable(end_offset, timeout).await? {
             return Err(PartitionError::Offline(
                 "offset commit was not durable in time".to_string(),
             ));

@@ -19,8 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use crate::config::FlushPolicy;
 use super::broker::Seams;
+use crate::config::FlushPolicy;
 use crate::io::{tasks, Disk};
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
@@ -81,7 +81,8 @@ impl Partition {
         data_visible: Arc<Notify>,
     ) -> Result<Arc<Self>, LogError> {
         let wall_ms = seams.clock.wall_ms();
-        let (log, report) = PartitionLog::open(seams.disk.clone(), &directory, log_config, wall_ms)?;
+        let (log, report) =
+            PartitionLog::open(seams.disk.clone(), &directory, log_config, wall_ms)?;
         tracing::info!(topic, partition = index, ?report, "partition log opened");
         let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
         log.for_each_batch(log.log_start_offset(), |header: &RecordBatchHeader| {

@@ -47,7 +47,10 @@ fn message(error: &TopicError) -> Option<StrBytes> {
     Some(StrBytes::from_string(error.to_string()))
 }
 
-pub async fn create_topics(broker: &Arc<Broker>, version: i16, request: CreateTopicsRequest,
+pub async fn create_topics(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for wanted in request.topics {
@@ -99,7 +102,11 @@ pub async fn create_topics(broker: &Arc<Broker>, version: i16, request: CreateTo
                     result
                 } else {
                     result
-                        .with_topic_id(if version >= 7 { topic.id } else { uuid::Uuid::nil() })
+                        .with_topic_id(if version >= 7 {
+                            topic.id
+                        } else {
+                            uuid::Uuid::nil()
+                        })
                         .with_num_partitions(partitions)
                         .with_replication_factor(1)
                         .with_configs(Some(described))
@@ -113,7 +120,10 @@ pub async fn create_topics(broker: &Arc<Broker>, version: i16, request: CreateTo
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub async fn delete_topics(broker: &Arc<Broker>, version: i16, request: DeleteTopicsRequest,
+pub async fn delete_topics(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     // Versions 0-5 name topics in `topic_names`; version 6 in `topics`, by name or id.
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request

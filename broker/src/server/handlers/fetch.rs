@@ -146,7 +146,10 @@ pub async fn fetch(broker: &Arc<Broker>, version: i16, request: FetchRequest) ->
         let (mut topics, total, any_error) = read_once(broker, &request);
         if version < 5 {
             // The log start offset is on the wire from version 5.
-            for partition in topics.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
+            for partition in topics
+                .iter_mut()
+                .flat_map(|topic| topic.partitions.iter_mut())
+            {
                 partition.log_start_offset = -1;
             }
         }

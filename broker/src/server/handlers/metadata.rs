@@ -36,7 +36,11 @@ fn describe_topic(broker: &Broker, version: i16, topic: &Topic) -> MetadataRespo
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
-        .with_topic_id(if version >= 10 { topic.id } else { uuid::Uuid::nil() })
+        .with_topic_id(if version >= 10 {
+            topic.id
+        } else {
+            uuid::Uuid::nil()
+        })
         .with_is_internal(version >= 1 && topic.internal)
         .with_partitions(partitions)
 }
@@ -105,7 +109,13 @@ pub async fn metadata(
             .with_node_id(BrokerId(broker.identity.node_id))
             .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
             .with_port(i32::from(broker.config.advertised_port))])
-        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.identity.cluster_id.clone())))
-        .with_controller_id(BrokerId(if version >= 1 { broker.identity.node_id } else { -1 }))
+        .with_cluster_id(
+            (version >= 2).then(|| StrBytes::from_string(broker.identity.cluster_id.clone())),
+        )
+        .with_controller_id(BrokerId(if version >= 1 {
+            broker.identity.node_id
+        } else {
+            -1
+        }))
         .with_topics(topics)
 }

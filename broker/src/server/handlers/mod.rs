@@ -29,7 +29,9 @@ pub async fn handle(
         RequestKind::Metadata(body) => {
             ResponseKind::Metadata(metadata::metadata(broker, version, body).await)
         }
-        RequestKind::Produce(body) => ResponseKind::Produce(produce::produce(broker, version, body).await?),
+        RequestKind::Produce(body) => {
+            ResponseKind::Produce(produce::produce(broker, version, body).await?)
+        }
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::fetch(broker, version, body).await),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::list_offsets(broker, version, body))

@@ -116,7 +116,11 @@ fn append_partition(
 }
 
 /// Serves Produce. Returns `None` for acks=0, which Kafka never answers.
-pub async fn produce(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn produce(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut waits = Vec::new();
@@ -204,7 +208,10 @@ pub async fn produce(broker: &Arc<Broker>, version: i16, request: ProduceRequest
             }
         }
     }
-    for partition in topics.iter_mut().flat_map(|topic| topic.partition_responses.iter_mut()) {
+    for partition in topics
+        .iter_mut()
+        .flat_map(|topic| topic.partition_responses.iter_mut())
+    {
         fit_to_version(partition, version);
     }
     Some(ProduceResponse::default().with_responses(topics))
