@@ -103,6 +103,8 @@ mod verdict;
 mod model_tests;
 #[cfg(test)]
 mod snapshot_tests;
+#[cfg(test)]
+mod test_support;
 
 pub use analysis::check;
 pub use history::{
