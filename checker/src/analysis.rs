@@ -54,7 +54,12 @@ struct Highest {
     event: u64,
 }
 
-fn raise(highest: &mut BTreeMap<TopicPartition, Highest>, key: &TopicPartition, offset: Offset, event: u64) {
+fn raise(
+    highest: &mut BTreeMap<TopicPartition, Highest>,
+    key: &TopicPartition,
+    offset: Offset,
+    event: u64,
+) {
     match highest.get_mut(key) {
         Some(current) if current.offset >= offset => {}
         Some(current) => *current = Highest { offset, event },
@@ -107,7 +112,12 @@ impl ObservationIndex {
                 }
                 _ => {}
             }
-            if let Op::Send { value, idempotent: true, .. } = &event.op {
+            if let Op::Send {
+                value,
+                idempotent: true,
+                ..
+            } = &event.op
+            {
                 index.idempotent.insert(value.clone());
             }
         }
@@ -121,8 +131,13 @@ impl ObservationIndex {
     /// counts as acknowledged, but no position check can use it.
     fn add_acknowledgement(&mut self, event: &Event) {
         self.statistics.acknowledged_sends += 1;
-        let Op::Send { topic, partition: Some(partition), value, offset: Some(offset), .. } =
-            &event.op
+        let Op::Send {
+            topic,
+            partition: Some(partition),
+            value,
+            offset: Some(offset),
+            ..
+        } = &event.op
         else {
             return;
         };
@@ -141,38 +156,74 @@ impl ObservationIndex {
         let topic_partition = record.topic_partition();
         self.observe(&topic_partition, record.offset, &record.value, event);
         let position = position(&topic_partition, record.offset);
-        self.polled.entry(record.value.clone()).or_insert((position, event));
-        raise(&mut self.highest_polled, &topic_partition, record.offset, event);
+        self.polled
+            .entry(record.value.clone())
+            .or_insert((position, event));
+        raise(
+            &mut self.highest_polled,
+            &topic_partition,
+            record.offset,
+            event,
+        );
         if drain {
             self.drained.insert(record.value.clone());
-            raise(&mut self.highest_drained, &topic_partition, record.offset, event);
+            raise(
+                &mut self.highest_drained,
+                &topic_partition,
+                record.offset,
+                event,
+            );
         }
     }
 
-    fn observe(&mut self, topic_partition: &TopicPartition, offset: Offset, value: &RecordValue, event: u64) {
+    fn observe(
+        &mut self,
+        topic_partition: &TopicPartition,
+        offset: Offset,
+        value: &RecordValue,
+        event: u64,
+    ) {
         let key = (topic_partition.clone(), offset);
-        self.values_at.entry(key).or_default().entry(value.clone()).or_insert(event);
+        self.values_at
+            .entry(key)
+            .or_default()
+            .entry(value.clone())
+            .or_insert(event);
         let positions = self.positions_of.entry(value.clone()).or_default();
         positions.insert(position(topic_partition, offset));
         raise(&mut self.highest_observed, topic_partition, offset, event);
     }
 
     /// Observed offsets strictly between `after` and `before` on a partition.
-    fn existing_between(&self, topic_partition: &TopicPartition, after: Offset, before: Offset) -> Vec<Offset> {
+    fn existing_between(
+        &self,
+        topic_partition: &TopicPartition,
+        after: Offset,
+        before: Offset,
+    ) -> Vec<Offset> {
         debug_assert!(after < before);
         let start = (topic_partition.clone(), after + 1);
         let end = (topic_partition.clone(), before);
-        self.values_at.range(start..end).map(|((_, offset), _)| *offset).collect()
+        self.values_at
+            .range(start..end)
+            .map(|((_, offset), _)| *offset)
+            .collect()
     }
 
     /// One past the highest offset observed on a partition; zero if none was.
     fn log_end_offset(&self, topic_partition: &TopicPartition) -> Offset {
-        self.highest_observed.get(topic_partition).map_or(0, |highest| highest.offset + 1)
+        self.highest_observed
+            .get(topic_partition)
+            .map_or(0, |highest| highest.offset + 1)
     }
 }
 
 fn position(topic_partition: &TopicPartition, offset: Offset) -> Position {
-    Position { topic: topic_partition.topic.clone(), partition: topic_partition.partition, offset }
+    Position {
+        topic: topic_partition.topic.clone(),
+        partition: topic_partition.partition,
+        offset,
+    }
 }
 
 /// Collects anomalies, counting all of them and keeping the first examples.
@@ -184,7 +235,11 @@ struct Findings<'options> {
 
 impl<'options> Findings<'options> {
     fn new(options: &'options CheckOptions, drain_completed: bool) -> Self {
-        Findings { options, drain_completed, reports: BTreeMap::new() }
+        Findings {
+            options,
+            drain_completed,
+            reports: BTreeMap::new(),
+        }
     }
 
     fn report(&mut self, anomaly: Anomaly) {
@@ -214,7 +269,11 @@ impl<'options> Findings<'options> {
 
     fn into_verdict(self, statistics: Statistics) -> Verdict {
         let valid = self.reports.values().all(|report| !report.fatal);
-        Verdict { valid, statistics, anomalies: self.reports }
+        Verdict {
+            valid,
+            statistics,
+            anomalies: self.reports,
+        }
     }
 }
 
@@ -223,10 +282,16 @@ fn check_inconsistent_offsets(index: &ObservationIndex, findings: &mut Findings)
         if values.len() > 1 {
             let observations = values
                 .iter()
-                .map(|(value, event)| Observation { value: value.clone(), event: *event })
+                .map(|(value, event)| Observation {
+                    value: value.clone(),
+                    event: *event,
+                })
                 .collect();
             let position = position(topic_partition, *offset);
-            findings.report(Anomaly::InconsistentOffsets { position, observations });
+            findings.report(Anomaly::InconsistentOffsets {
+                position,
+                observations,
+            });
         }
     }
 }
@@ -249,7 +314,10 @@ fn check_duplicates(index: &ObservationIndex, findings: &mut Findings) {
 fn check_acknowledged_sends(index: &ObservationIndex, findings: &mut Findings) {
     for send in &index.acknowledged {
         let read_past = |highest: &BTreeMap<TopicPartition, Highest>| {
-            highest.get(&send.topic_partition).filter(|highest| highest.offset > send.offset).copied()
+            highest
+                .get(&send.topic_partition)
+                .filter(|highest| highest.offset > send.offset)
+                .copied()
         };
         let lost = |witness: Highest, witness_is_drain: bool| Anomaly::LostWrite {
             value: send.value.clone(),
@@ -334,7 +402,15 @@ fn check_process_streams(
         let state = processes.entry(event.process).or_default();
         match (event.event_type, &event.op) {
             (EventType::Info, _) => state.reset_assignment(),
-            (EventType::Ok, Op::Send { topic, partition: Some(partition), offset: Some(offset), .. }) => {
+            (
+                EventType::Ok,
+                Op::Send {
+                    topic,
+                    partition: Some(partition),
+                    offset: Some(offset),
+                    ..
+                },
+            ) => {
                 let topic_partition = TopicPartition::new(topic.clone(), *partition);
                 check_send_order(event, state, topic_partition, *offset, findings);
             }
@@ -346,9 +422,16 @@ fn check_process_streams(
             (EventType::Ok, Op::Assign { .. } | Op::Subscribe { .. } | Op::Rebalance { .. }) => {
                 state.reset_assignment();
             }
-            (EventType::Ok, Op::Seek { topic, partition, .. }) => {
+            (
+                EventType::Ok,
+                Op::Seek {
+                    topic, partition, ..
+                },
+            ) => {
                 state.assignment_generation += 1;
-                state.consumed.remove(&TopicPartition::new(topic.clone(), *partition));
+                state
+                    .consumed
+                    .remove(&TopicPartition::new(topic.clone(), *partition));
             }
             (EventType::Ok, Op::Commit { group, offsets }) => {
                 let scope = match options.commit_comparison_scope {
@@ -384,7 +467,10 @@ fn check_send_order(
     offset: Offset,
     findings: &mut Findings,
 ) {
-    let current = Last { offset, event: event.index };
+    let current = Last {
+        offset,
+        event: event.index,
+    };
     if let Some(previous) = state.acknowledged.insert(topic_partition.clone(), current) {
         if offset <= previous.offset {
             findings.report(Anomaly::NonmonotonicSend {
@@ -406,7 +492,10 @@ fn check_poll_order(
     findings: &mut Findings,
 ) {
     let topic_partition = record.topic_partition();
-    let current = Last { offset: record.offset, event: event.index };
+    let current = Last {
+        offset: record.offset,
+        event: event.index,
+    };
     let Some(previous) = state.consumed.insert(topic_partition.clone(), current) else {
         return;
     };
@@ -429,7 +518,10 @@ fn check_poll_order(
                 previous_offset: previous.offset,
                 previous_event: previous.event,
                 skipped_count: skipped.len() as u64,
-                skipped_offsets: skipped.into_iter().take(SKIPPED_OFFSETS_LISTED_MAX).collect(),
+                skipped_offsets: skipped
+                    .into_iter()
+                    .take(SKIPPED_OFFSETS_LISTED_MAX)
+                    .collect(),
             });
         }
     }
@@ -443,7 +535,10 @@ fn check_commit_order(
     key: CommitKey,
     findings: &mut Findings,
 ) {
-    let current = Last { offset: committed.offset, event: event.index };
+    let current = Last {
+        offset: committed.offset,
+        event: event.index,
+    };
     if let Some(previous) = commits.insert(key, current) {
         if committed.offset < previous.offset {
             findings.report(Anomaly::CommittedOffsetBackwards {

@@ -126,7 +126,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// Builds a topic partition.
     pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -398,8 +401,17 @@ impl History {
         let process = process.into();
         let index = self.events.len() as u64;
         let previous = self.open.insert(process, index);
-        assert!(previous.is_none(), "process {process} invoked while an operation is open");
-        self.events.push(Event { index, time_ns, process, event_type: EventType::Invoke, op });
+        assert!(
+            previous.is_none(),
+            "process {process} invoked while an operation is open"
+        );
+        self.events.push(Event {
+            index,
+            time_ns,
+            process,
+            event_type: EventType::Invoke,
+            op,
+        });
         OperationId(index)
     }
 
@@ -407,13 +419,27 @@ impl History {
     pub fn complete(&mut self, id: OperationId, time_ns: u64, outcome: Outcome) {
         let invocation = &self.events[usize::try_from(id.0).expect("index fits in usize")];
         let process = invocation.process;
-        assert_eq!(invocation.event_type, EventType::Invoke, "{id:?} is not an invocation");
+        assert_eq!(
+            invocation.event_type,
+            EventType::Invoke,
+            "{id:?} is not an invocation"
+        );
         assert_eq!(self.open.get(&process), Some(&id.0), "{id:?} is not open");
         let (event_type, op) = outcome.into_parts();
-        assert_eq!(invocation.op.function(), op.function(), "{id:?} completed another function");
+        assert_eq!(
+            invocation.op.function(),
+            op.function(),
+            "{id:?} completed another function"
+        );
         self.open.remove(&process);
         let index = self.events.len() as u64;
-        self.events.push(Event { index, time_ns, process, event_type, op });
+        self.events.push(Event {
+            index,
+            time_ns,
+            process,
+            event_type,
+            op,
+        });
     }
 
     /// Records an instantaneous operation (a rebalance, a nemesis event) as an `invoke`
@@ -443,10 +469,15 @@ impl History {
     /// Operations still open at the end are allowed: the checker treats them as `info`.
     pub fn from_json_lines(text: &str) -> Result<History, HistoryError> {
         let mut history = History::new();
-        let lines = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
+        let lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty());
         for (line_number, line) in lines {
-            let event: Event = serde_json::from_str(line)
-                .map_err(|source| HistoryError::Json { line: line_number + 1, source })?;
+            let event: Event = serde_json::from_str(line).map_err(|source| HistoryError::Json {
+                line: line_number + 1,
+                source,
+            })?;
             history.push_checked(event)?;
         }
         Ok(history)
@@ -455,27 +486,41 @@ impl History {
     fn push_checked(&mut self, event: Event) -> Result<(), HistoryError> {
         let position = self.events.len() as u64;
         if event.index != position {
-            return Err(HistoryError::IndexMismatch { position, index: event.index });
+            return Err(HistoryError::IndexMismatch {
+                position,
+                index: event.index,
+            });
         }
         let open = self.open.get(&event.process).copied();
         match (event.event_type, open) {
             (EventType::Invoke, Some(open)) => {
                 let process = event.process;
-                return Err(HistoryError::ConcurrentInvoke { index: position, process, open });
+                return Err(HistoryError::ConcurrentInvoke {
+                    index: position,
+                    process,
+                    open,
+                });
             }
             (EventType::Invoke, None) => {
                 self.open.insert(event.process, position);
             }
             (_, None) => {
                 let process = event.process;
-                return Err(HistoryError::CompletionWithoutInvoke { index: position, process });
+                return Err(HistoryError::CompletionWithoutInvoke {
+                    index: position,
+                    process,
+                });
             }
             (_, Some(open)) => {
                 let invoked = self.events[open as usize].op.function();
                 let completed = event.op.function();
                 if invoked != completed {
                     let index = position;
-                    return Err(HistoryError::FunctionMismatch { index, invoked, completed });
+                    return Err(HistoryError::FunctionMismatch {
+                        index,
+                        invoked,
+                        completed,
+                    });
                 }
                 self.open.remove(&event.process);
             }
@@ -519,21 +564,33 @@ mod tests {
     fn from_json_lines_rejects_unpaired_completion() {
         let line = r#"{"index":0,"time_ns":1,"process":1,"type":"ok","f":"poll","value":{}}"#;
         let error = History::from_json_lines(line).unwrap_err();
-        assert!(matches!(error, HistoryError::CompletionWithoutInvoke { index: 0, .. }));
+        assert!(matches!(
+            error,
+            HistoryError::CompletionWithoutInvoke { index: 0, .. }
+        ));
     }
 
     #[test]
     fn from_json_lines_rejects_wrong_index_and_function() {
         let line = r#"{"index":3,"time_ns":1,"process":1,"type":"invoke","f":"poll","value":{}}"#;
         let error = History::from_json_lines(line).unwrap_err();
-        assert!(matches!(error, HistoryError::IndexMismatch { position: 0, index: 3 }));
+        assert!(matches!(
+            error,
+            HistoryError::IndexMismatch {
+                position: 0,
+                index: 3
+            }
+        ));
         let lines = concat!(
             r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"poll","value":{}}"#,
             "\n",
             r#"{"index":1,"time_ns":1,"process":1,"type":"ok","f":"assign","value":{"partitions":[]}}"#
         );
         let error = History::from_json_lines(lines).unwrap_err();
-        assert!(matches!(error, HistoryError::FunctionMismatch { index: 1, .. }));
+        assert!(matches!(
+            error,
+            HistoryError::FunctionMismatch { index: 1, .. }
+        ));
     }
 
     #[test]

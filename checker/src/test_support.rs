@@ -1,8 +1,7 @@
 //! A tiny script language for writing histories in tests.
 
 use crate::history::{
-    CommittedOffset, EventType, History, Offset, Op, Outcome, PolledRecord, Process,
-    TopicPartition,
+    CommittedOffset, EventType, History, Offset, Op, Outcome, PolledRecord, Process, TopicPartition,
 };
 use crate::{check, CheckOptions, Verdict};
 
@@ -84,24 +83,45 @@ impl Script {
                 value: (*value).into(),
             })
             .collect();
-        let invocation = Op::Poll { drain, records: Vec::new() };
-        self.run(process, invocation, Outcome::Ok(Op::Poll { drain, records }))
+        let invocation = Op::Poll {
+            drain,
+            records: Vec::new(),
+        };
+        self.run(
+            process,
+            invocation,
+            Outcome::Ok(Op::Poll { drain, records }),
+        )
     }
 
     pub(crate) fn rebalance(&mut self, process: u64) {
         let time_ns = self.tick();
         let assigned = vec![TopicPartition::new(TOPIC, 0)];
-        self.history.record(process, time_ns, Op::Rebalance { assigned });
+        self.history
+            .record(process, time_ns, Op::Rebalance { assigned });
     }
 
     pub(crate) fn crash(&mut self) {
         let time_ns = self.tick();
-        self.history.record(Process::Nemesis, time_ns, Op::Crash { node: NEMESIS_NODE.into() });
+        self.history.record(
+            Process::Nemesis,
+            time_ns,
+            Op::Crash {
+                node: NEMESIS_NODE.into(),
+            },
+        );
     }
 
     pub(crate) fn commit(&mut self, process: u64, offset: Offset) -> u64 {
-        let offsets = vec![CommittedOffset { topic: TOPIC.into(), partition: 0, offset }];
-        let commit = Op::Commit { group: GROUP.into(), offsets };
+        let offsets = vec![CommittedOffset {
+            topic: TOPIC.into(),
+            partition: 0,
+            offset,
+        }];
+        let commit = Op::Commit {
+            group: GROUP.into(),
+            offsets,
+        };
         self.run(process, commit.clone(), Outcome::Ok(commit))
     }
 
@@ -109,4 +129,3 @@ impl Script {
         check(&self.history, &CheckOptions::default())
     }
 }
-

@@ -97,7 +97,11 @@ pub struct Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}-{}@{}", self.topic, self.partition, self.offset)
+        write!(
+            formatter,
+            "{}-{}@{}",
+            self.topic, self.partition, self.offset
+        )
     }
 }
 
@@ -261,58 +265,111 @@ impl Anomaly {
 impl fmt::Display for Anomaly {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Anomaly::LostWrite { value, position, send, witness, witness_offset, .. } => write!(
+            Anomaly::LostWrite {
+                value,
+                position,
+                send,
+                witness,
+                witness_offset,
+                ..
+            } => write!(
                 formatter,
                 "value {value} acknowledged at {position} (event {send}) never read, \
                  but event {witness} read offset {witness_offset}"
             ),
-            Anomaly::Unseen { value, position, send } => write!(
+            Anomaly::Unseen {
+                value,
+                position,
+                send,
+            } => write!(
                 formatter,
                 "value {value} acknowledged at {position} (event {send}) never read"
             ),
-            Anomaly::Duplicate { value, positions, .. } => {
+            Anomaly::Duplicate {
+                value, positions, ..
+            } => {
                 let positions: Vec<String> = positions.iter().map(ToString::to_string).collect();
                 write!(formatter, "value {value} at {}", positions.join(", "))
             }
-            Anomaly::InconsistentOffsets { position, observations } => {
+            Anomaly::InconsistentOffsets {
+                position,
+                observations,
+            } => {
                 let observations: Vec<String> = observations
                     .iter()
-                    .map(|observation| format!("{} (event {})", observation.value, observation.event))
+                    .map(|observation| {
+                        format!("{} (event {})", observation.value, observation.event)
+                    })
                     .collect();
                 write!(formatter, "{position} holds {}", observations.join(", "))
             }
-            Anomaly::NonmonotonicSend { process, position, event, previous_offset, previous_event } => {
+            Anomaly::NonmonotonicSend {
+                process,
+                position,
+                event,
+                previous_offset,
+                previous_event,
+            } => {
                 write!(
                     formatter,
                     "producer {process} got {position} (event {event}) after offset \
                      {previous_offset} (event {previous_event})"
                 )
             }
-            Anomaly::PollSkip { process, position, event, previous_offset, skipped_count, .. } => {
+            Anomaly::PollSkip {
+                process,
+                position,
+                event,
+                previous_offset,
+                skipped_count,
+                ..
+            } => {
                 write!(
                     formatter,
                     "consumer {process} read {position} (event {event}) after offset \
                      {previous_offset}, skipping {skipped_count} existing offsets"
                 )
             }
-            Anomaly::NonmonotonicPoll { process, position, event, previous_offset, previous_event } => {
+            Anomaly::NonmonotonicPoll {
+                process,
+                position,
+                event,
+                previous_offset,
+                previous_event,
+            } => {
                 write!(
                     formatter,
                     "consumer {process} read {position} (event {event}) after offset \
                      {previous_offset} (event {previous_event})"
                 )
             }
-            Anomaly::CommittedOffsetBackwards { group, position, event, previous_offset, .. } => {
+            Anomaly::CommittedOffsetBackwards {
+                group,
+                position,
+                event,
+                previous_offset,
+                ..
+            } => {
                 write!(
                     formatter,
                     "group {group} committed {position} (event {event}) after offset {previous_offset}"
                 )
             }
-            Anomaly::CommittedOffsetPastEnd { group, position, event, log_end_offset } => write!(
+            Anomaly::CommittedOffsetPastEnd {
+                group,
+                position,
+                event,
+                log_end_offset,
+            } => write!(
                 formatter,
                 "group {group} committed {position} (event {event}) past log end {log_end_offset}"
             ),
-            Anomaly::FailedSendObserved { value, send, position, witness } => write!(
+            Anomaly::FailedSendObserved {
+                value,
+                send,
+                position,
+                witness,
+            } => write!(
                 formatter,
                 "value {value} failed (event {send}) but was read at {position} (event {witness})"
             ),
@@ -401,7 +458,9 @@ impl Verdict {
 
     /// The recorded examples of `kind`.
     pub fn examples(&self, kind: AnomalyKind) -> &[Anomaly] {
-        self.anomalies.get(&kind).map_or(&[], |report| report.examples.as_slice())
+        self.anomalies
+            .get(&kind)
+            .map_or(&[], |report| report.examples.as_slice())
     }
 
     /// A short, stable, human-readable text: validity, then each kind with its count and
@@ -417,7 +476,11 @@ impl Verdict {
             statistics.indeterminate_sends,
             statistics.failed_sends,
             statistics.polled_records,
-            if statistics.drain_completed { "completed" } else { "missing" },
+            if statistics.drain_completed {
+                "completed"
+            } else {
+                "missing"
+            },
         );
         for (kind, report) in &self.anomalies {
             let fatal = if report.fatal { "fatal" } else { "not fatal" };

@@ -6,7 +6,11 @@ use crate::history::Outcome;
 use crate::test_support::{Script, GROUP, TOPIC};
 
 fn at(offset: Offset) -> Position {
-    Position { topic: TOPIC.into(), partition: 0, offset }
+    Position {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset,
+    }
 }
 
 /// Asserts that the only kinds found are `kinds`.
@@ -94,14 +98,24 @@ fn unseen_is_reported_and_fatal_only_after_a_drain() {
     let send = script.send(1, 10, 0);
     let verdict = script.check();
     assert_kinds(&verdict, &[AnomalyKind::Unseen]);
-    assert!(verdict.valid, "before the drain, unread writes are expected");
-    let expected = Anomaly::Unseen { value: 10.into(), position: at(0), send };
+    assert!(
+        verdict.valid,
+        "before the drain, unread writes are expected"
+    );
+    let expected = Anomaly::Unseen {
+        value: 10.into(),
+        position: at(0),
+        send,
+    };
     assert_eq!(verdict.examples(AnomalyKind::Unseen), [expected]);
 
     script.drain(3, &[]);
     let verdict = script.check();
     assert_kinds(&verdict, &[AnomalyKind::Unseen]);
-    assert!(!verdict.valid, "after a drain, an unseen write is data loss");
+    assert!(
+        !verdict.valid,
+        "after a drain, an unseen write is data loss"
+    );
 }
 
 #[test]
@@ -120,8 +134,11 @@ fn duplicate_when_a_value_is_at_two_offsets() {
     let verdict = script.check();
     assert_kinds(&verdict, &[AnomalyKind::Duplicate]);
     assert!(!verdict.valid, "the producer was idempotent");
-    let expected =
-        Anomaly::Duplicate { value: 10.into(), positions: vec![at(0), at(1)], idempotent: true };
+    let expected = Anomaly::Duplicate {
+        value: 10.into(),
+        positions: vec![at(0), at(1)],
+        idempotent: true,
+    };
     assert_eq!(verdict.examples(AnomalyKind::Duplicate), [expected]);
 }
 
@@ -133,7 +150,10 @@ fn duplicate_of_a_non_idempotent_producer_is_reported_but_not_fatal_by_default()
     let verdict = script.check();
     assert_kinds(&verdict, &[AnomalyKind::Duplicate]);
     assert!(verdict.valid);
-    let options = CheckOptions { duplicates_fatal_only_for_idempotent: false, ..Default::default() };
+    let options = CheckOptions {
+        duplicates_fatal_only_for_idempotent: false,
+        ..Default::default()
+    };
     assert!(!check(&script.history, &options).valid);
 }
 
@@ -154,15 +174,27 @@ fn inconsistent_offsets_when_an_acknowledgement_and_a_poll_disagree() {
     let poll = script.poll(2, &[(0, 20), (1, 11)]);
     let verdict = script.check();
     // Value 10 is never read although offset 1 is: also a lost write.
-    assert_kinds(&verdict, &[AnomalyKind::LostWrite, AnomalyKind::InconsistentOffsets]);
+    assert_kinds(
+        &verdict,
+        &[AnomalyKind::LostWrite, AnomalyKind::InconsistentOffsets],
+    );
     let expected = Anomaly::InconsistentOffsets {
         position: at(0),
         observations: vec![
-            Observation { value: 10.into(), event: send },
-            Observation { value: 20.into(), event: poll },
+            Observation {
+                value: 10.into(),
+                event: send,
+            },
+            Observation {
+                value: 20.into(),
+                event: poll,
+            },
         ],
     };
-    assert_eq!(verdict.examples(AnomalyKind::InconsistentOffsets), [expected]);
+    assert_eq!(
+        verdict.examples(AnomalyKind::InconsistentOffsets),
+        [expected]
+    );
 }
 
 #[test]
@@ -266,7 +298,10 @@ fn nonmonotonic_poll_across_polls_and_within_one_poll() {
         previous_offset: 1,
         previous_event: third,
     };
-    assert_eq!(verdict.examples(AnomalyKind::NonmonotonicPoll), [across, within]);
+    assert_eq!(
+        verdict.examples(AnomalyKind::NonmonotonicPoll),
+        [across, within]
+    );
 }
 
 #[test]
@@ -279,7 +314,10 @@ fn no_nonmonotonic_poll_after_an_assignment_change_or_an_indeterminate_operation
     let assign = Op::Assign { partitions };
     script.run(2, assign.clone(), Outcome::Ok(assign));
     script.poll(2, &[(0, 10), (1, 11)]);
-    let poll = Op::Poll { drain: false, records: Vec::new() };
+    let poll = Op::Poll {
+        drain: false,
+        records: Vec::new(),
+    };
     script.run(2, poll.clone(), Outcome::Info(poll));
     script.crash();
     script.poll(2, &[(0, 10)]);
@@ -303,7 +341,10 @@ fn committed_offset_backwards_within_one_assignment() {
         previous_offset: 2,
         previous_event: first,
     };
-    assert_eq!(verdict.examples(AnomalyKind::CommittedOffsetBackwards), [expected]);
+    assert_eq!(
+        verdict.examples(AnomalyKind::CommittedOffsetBackwards),
+        [expected]
+    );
 }
 
 #[test]
@@ -340,7 +381,10 @@ fn committed_offset_past_end_of_the_observed_log() {
         event: commit,
         log_end_offset: 2,
     };
-    assert_eq!(verdict.examples(AnomalyKind::CommittedOffsetPastEnd), [expected]);
+    assert_eq!(
+        verdict.examples(AnomalyKind::CommittedOffsetPastEnd),
+        [expected]
+    );
 }
 
 #[test]
@@ -350,9 +394,19 @@ fn committed_offset_at_the_log_end_is_fine() {
     script.send(1, 11, 1);
     script.drain(2, &[(0, 10), (1, 11)]);
     script.commit(2, 2);
-    let fetch = Op::FetchCommitted { group: GROUP.into(), offsets: Vec::new() };
-    let offsets = vec![CommittedOffset { topic: TOPIC.into(), partition: 0, offset: 2 }];
-    let fetched = Op::FetchCommitted { group: GROUP.into(), offsets };
+    let fetch = Op::FetchCommitted {
+        group: GROUP.into(),
+        offsets: Vec::new(),
+    };
+    let offsets = vec![CommittedOffset {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset: 2,
+    }];
+    let fetched = Op::FetchCommitted {
+        group: GROUP.into(),
+        offsets,
+    };
     script.run(3, fetch, Outcome::Ok(fetched));
     assert_kinds(&script.check(), &[]);
 }
@@ -364,9 +418,16 @@ fn failed_send_observed_when_a_failed_value_is_read() {
     let poll = script.poll(2, &[(0, 10)]);
     let verdict = script.check();
     assert_kinds(&verdict, &[AnomalyKind::FailedSendObserved]);
-    let expected =
-        Anomaly::FailedSendObserved { value: 10.into(), send, position: at(0), witness: poll };
-    assert_eq!(verdict.examples(AnomalyKind::FailedSendObserved), [expected]);
+    let expected = Anomaly::FailedSendObserved {
+        value: 10.into(),
+        send,
+        position: at(0),
+        witness: poll,
+    };
+    assert_eq!(
+        verdict.examples(AnomalyKind::FailedSendObserved),
+        [expected]
+    );
 }
 
 #[test]
@@ -390,7 +451,10 @@ fn counts_are_complete_while_examples_are_bounded() {
     script.drain(2, &[]);
     let verdict = script.check();
     assert_eq!(verdict.count(AnomalyKind::Unseen), sends);
-    assert_eq!(verdict.examples(AnomalyKind::Unseen).len(), EXAMPLES_PER_KIND_MAX);
+    assert_eq!(
+        verdict.examples(AnomalyKind::Unseen).len(),
+        EXAMPLES_PER_KIND_MAX
+    );
 }
 
 #[test]
