@@ -268,6 +268,14 @@ impl<'options> Findings<'options> {
     }
 
     fn into_verdict(self, statistics: Statistics) -> Verdict {
+        for report in self.reports.values() {
+            assert!(
+                report.count > 0,
+                "a report exists only once an anomaly is found"
+            );
+            assert!(report.examples.len() as u64 <= report.count);
+            assert!(report.examples.len() <= EXAMPLES_PER_KIND_MAX);
+        }
         let valid = self.reports.values().all(|report| !report.fatal);
         Verdict {
             valid,

@@ -469,3 +469,45 @@ fn non_fatal_kinds_leave_the_verdict_valid() {
     assert_eq!(verdict.count(AnomalyKind::LostWrite), 1);
     assert!(verdict.valid);
 }
+
+#[test]
+fn a_subscription_assignment_resets_poll_order() {
+    let mut script = Script::default();
+    script.send(1, 10, 0);
+    script.send(1, 11, 1);
+    script.send(1, 12, 2);
+    script.poll(2, &[(0, 10), (1, 11)]);
+    let subscribe = |assigned| Op::Subscribe {
+        topics: vec![TOPIC.into()],
+        assigned,
+    };
+    let assigned = vec![TopicPartition::new(TOPIC, 0)];
+    script.run(2, subscribe(Vec::new()), Outcome::Ok(subscribe(assigned)));
+    script.poll(2, &[(0, 10)]);
+    script.poll(2, &[(2, 12)]);
+    let verdict = script.check();
+    assert_kinds(&verdict, &[AnomalyKind::PollSkip]);
+    assert_eq!(
+        verdict.count(AnomalyKind::PollSkip),
+        1,
+        "only the skip after subscribing"
+    );
+}
+
+#[test]
+fn acknowledgements_without_a_position_are_counted_but_not_placed() {
+    let mut script = Script::default();
+    let send = |offset| Op::Send {
+        topic: TOPIC.into(),
+        partition: None,
+        key: Some("k".into()),
+        value: 10.into(),
+        idempotent: false,
+        offset,
+    };
+    script.run(1, send(None), Outcome::Ok(send(None)));
+    script.drain(2, &[]);
+    let verdict = script.check();
+    assert_kinds(&verdict, &[]);
+    assert_eq!(verdict.statistics.acknowledged_sends, 1);
+}
