@@ -420,8 +420,15 @@ proptest! {
         prop_assert!(!candidates.is_empty(), "the guaranteed pair always qualifies");
         let value = victim.get(&candidates).clone();
         drop_from_every_read(&mut steps, &value);
-        let verdict = check(&to_history(&steps), &CheckOptions::default());
+        let history = to_history(&steps);
+        let verdict = check(&history, &CheckOptions::default());
         prop_assert!(!verdict.valid);
+        let again = check(&history, &CheckOptions::default());
+        prop_assert_eq!(
+            serde_json::to_string(&again).expect("serializes"),
+            serde_json::to_string(&verdict).expect("serializes"),
+            "the same history gives the same report"
+        );
         let lost = verdict.examples(AnomalyKind::LostWrite);
         prop_assert!(
             lost.iter().any(|anomaly| matches!(anomaly, crate::Anomaly::LostWrite { value: lost, .. } if *lost == value)),
