@@ -355,12 +355,18 @@ fn first_damageable_byte(scope: FaultScope, trusted_len: u64) -> u64 {
     }
 }
 
+/// The root always exists, as on a real filesystem.
+fn is_root(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path == Path::new("/")
+}
+
 impl State {
     fn parent_exists(&self, path: &Path) -> bool {
-        let parent = parent_of(path);
-        parent.as_os_str().is_empty()
-            || parent == Path::new("/")
-            || self.directories.contains(&parent)
+        self.directory_exists(&parent_of(path))
+    }
+
+    fn directory_exists(&self, path: &Path) -> bool {
+        is_root(path) || self.directories.contains(path)
     }
 
     fn accrue_latency(&mut self, operation: Operation) {
@@ -480,7 +486,7 @@ impl Disk for SimDisk {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = lock(&self.state);
         state.accrue_latency(Operation::Sync);
-        if !state.directories.contains(path) && !path.as_os_str().is_empty() {
+        if !state.directory_exists(path) {
             return Err(not_found(path));
         }
         let in_directory = |candidate: &Path| candidate.parent() == Some(path);
@@ -505,7 +511,9 @@ impl Disk for SimDisk {
         }
         // The directory itself becomes durable too: a real filesystem journals its own entry
         // with the parent's, and every caller here syncs parents before children.
-        durable_directories.insert(path.to_path_buf());
+        if !is_root(path) {
+            durable_directories.insert(path.to_path_buf());
+        }
         Ok(())
     }
 
@@ -541,7 +549,7 @@ impl Disk for SimDisk {
     fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
         let mut state = lock(&self.state);
         state.accrue_latency(Operation::Metadata);
-        if !state.directories.contains(path) {
+        if !state.directory_exists(path) {
             return Err(not_found(path));
         }
         let name_of = |child: &Path| {
@@ -573,7 +581,7 @@ impl Disk for SimDisk {
 
     fn exists(&self, path: &Path) -> bool {
         let state = lock(&self.state);
-        state.entries.contains_key(path) || state.directories.contains(path)
+        state.entries.contains_key(path) || state.directory_exists(path)
     }
 
     fn take_simulated_latency(&self) -> Duration {

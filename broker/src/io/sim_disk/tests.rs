@@ -551,3 +551,20 @@ fn the_configuration_serializes_for_the_simulator_report() {
 fn an_invalid_probability_is_a_programmer_error() {
     SimDisk::with_faults(0, faults_with(|faults| faults.read_error_probability = 1.5));
 }
+
+#[test]
+fn the_root_always_exists() {
+    let disk = SimDisk::new();
+    assert!(disk.exists(Path::new("/")));
+    disk.sync_dir(Path::new("/")).unwrap();
+    write_file(&disk, "/top", b"x", true);
+    disk.sync_dir(Path::new("/")).unwrap();
+    disk.crash_losing_everything_unsynced();
+    assert_eq!(
+        disk.list(Path::new("/")).unwrap(),
+        vec![DirEntry {
+            name: "top".to_owned(),
+            is_dir: false
+        }]
+    );
+}
