@@ -141,6 +141,12 @@ mod real {
     }
 }
 
+/// Survives hostile array lengths in requests; see the module's documentation.
+#[cfg(not(madsim))]
+#[global_allocator]
+static ALLOCATOR: skiff::io::huge_allocation::LazyHugeAllocator =
+    skiff::io::huge_allocation::LazyHugeAllocator;
+
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
     real::main()

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use skiff::config::BrokerConfig;
 use skiff::io::{Clock, Random, SimDisk};
 use skiff::server::connection::Peer;
@@ -63,41 +65,94 @@ fn request_for(api_key: ApiKey) -> RequestKind {
     let topic = "orders";
     match api_key {
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-            metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing"))),
-        ]))),
-        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
-            produce_request::TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch())),
-                produce_request::PartitionProduceData::default().with_index(9).with_records(Some(one_record_batch())),
+        ApiKey::Metadata => {
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing"))),
+            ])))
+        }
+        ApiKey::Produce => RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(one_record_batch())),
+                        produce_request::PartitionProduceData::default()
+                            .with_index(9)
+                            .with_records(Some(one_record_batch())),
+                    ])]),
+        ),
+        ApiKey::Fetch => RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_partition_max_bytes(1 << 20),
+                        fetch_request::FetchPartition::default()
+                            .with_partition(1)
+                            .with_fetch_offset(99)
+                            .with_partition_max_bytes(1 << 20),
+                    ])]),
+        ),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(
+            ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(0),
+                    ]),
             ]),
-        ])),
-        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default().with_max_bytes(1 << 20).with_session_epoch(-1).with_topics(vec![
-            fetch_request::FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
-                fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
-                fetch_request::FetchPartition::default().with_partition(1).with_fetch_offset(99).with_partition_max_bytes(1 << 20),
+        ),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(
+            CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name("created"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
             ]),
-        ])),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default().with_name(name(topic)).with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
-                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(0),
+        ),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default().with_topic_names(vec![name("missing")]),
+        ),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name(topic))
+                    .with_count(1),
             ]),
-        ])),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default().with_name(name("created")).with_num_partitions(1).with_replication_factor(1),
-            create_topics_request::CreatableTopic::default().with_name(name(topic)).with_num_partitions(1).with_replication_factor(1),
-        ])),
-        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topic_names(vec![name("missing")])),
-        ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
-            create_partitions_request::CreatePartitionsTopic::default().with_name(name(topic)).with_count(1),
-        ])),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
-            describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("orders")),
-            describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
-        ])),
-        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1)),
+        ),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
+            DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("orders")),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+            ]),
+        ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(
             FindCoordinatorRequest::default()
                 .with_key(StrBytes::from_static_str("group"))
@@ -139,7 +194,9 @@ async fn every_served_version_encodes() {
                 client_id: "test".to_string(),
                 body: request_for(api_key),
             };
-            let response = handlers::handle(&broker, request, &peer).await.expect("answered");
+            let response = handlers::handle(&broker, request, &peer)
+                .await
+                .expect("answered");
             if let Err(error) = encode_response(api_key, version, 1, &response) {
                 panic!("{api_key:?} v{version} does not encode: {error:#}\n{response:?}");
             }
