@@ -1,0 +1,6 @@
+//! skiff-client (tutorial written at the end)
+pub mod cluster;
+pub mod connection;
+pub mod error;
+pub mod versions;
+pub mod wire;
