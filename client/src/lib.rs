@@ -4,3 +4,7 @@ pub mod connection;
 pub mod error;
 pub mod versions;
 pub mod wire;
+pub mod partitioner;
+pub mod producer;
+pub mod records;
+pub mod sequence;

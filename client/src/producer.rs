@@ -1,0 +1,584 @@
+//! The producer: partitioning, batch encoding, the idempotent sequence protocol and retries.
+//!
+//! ```text
+//!  send(topic, partition?, key, value)      send_batch(topic, partition, records)
+//!        │ partitioner (murmur2 / round-robin)        │
+//!        └───────────────┬────────────────────────────┘
+//!                        ▼
+//!   [idempotent: lock the partition, stamp producer id, epoch, next sequence]
+//!                        ▼
+//!   Produce ──> leader ──> ok / DUPLICATE_SEQUENCE_NUMBER  ─> acknowledge the sequence
+//!                      ──> stale metadata, transport error ─> refresh, retry the same bytes
+//!                      ──> OUT_OF_ORDER_SEQUENCE_NUMBER     ─> the producer stops (fatal)
+//! ```
+//!
+//! Each call sends its records as one batch straight away (there is no linger): callers that
+//! want larger batches use [`Producer::send_batch`]. Calls from several tasks run
+//! concurrently and are pipelined on the leader's connection; with idempotence, calls for the
+//! same partition are serialized so that at most one batch per partition is in flight, which
+//! keeps the sequence bookkeeping exact across retries.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{is_stale_metadata, ClientConfig, Cluster};
+use crate::connection::Connection;
+use crate::error::{check_error_code, ClusterError, ProduceError};
+use crate::partitioner::{partition_for_key, RoundRobin};
+use crate::records::{encode_batch, BatchIdentity, KeyValue};
+use crate::sequence::SequenceNumbers;
+
+/// The default bound on attempts after the first one.
+pub const RETRIES_MAX_DEFAULT: u32 = 10;
+/// The most records one batch may hold.
+pub const BATCH_RECORDS_MAX: usize = 10_000;
+/// The default bound on the encoded size of one batch.
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+/// Extra time the client waits beyond the broker-side produce timeout before giving up.
+pub const PRODUCE_RESPONSE_MARGIN_MS: u64 = 1_000;
+/// The transaction timeout sent with InitProducerId (unused without transactions).
+pub const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
+/// The most attempts to obtain a producer id.
+pub const INIT_PRODUCER_ID_ATTEMPTS_MAX: u32 = 20;
+
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= crate::wire::FRAME_BYTES_MAX);
+
+/// How many replicas must have a batch before the broker acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks = 0`: the broker sends no response; offsets are unknown (-1).
+    None,
+    /// `acks = 1`: the leader has it.
+    Leader,
+    /// `acks = -1`: every in-sync replica has it.
+    All,
+}
+
+impl Acks {
+    /// The wire value.
+    pub fn wire_value(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Where record timestamps come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordTimestamp {
+    /// The system clock (simulated under madsim, which intercepts `clock_gettime`).
+    SystemClock,
+    /// A fixed value, for fully reproducible batches.
+    Fixed(i64),
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Acknowledgement level. Idempotence needs [`Acks::All`].
+    pub acks: Acks,
+    /// Whether to use a producer id and sequence numbers so retries never duplicate.
+    pub idempotence: bool,
+    /// Time the broker may take to replicate (sent as the produce timeout) and, plus
+    /// [`PRODUCE_RESPONSE_MARGIN_MS`], the client waits for a response.
+    pub request_timeout: Duration,
+    /// Attempts after the first one for retriable failures.
+    pub retries_max: u32,
+    /// Bound on the encoded size of one batch.
+    pub batch_bytes_max: usize,
+    /// Seed of the round-robin partitioner for records without a key.
+    pub partitioner_seed: u64,
+    /// Where record timestamps come from.
+    pub timestamp: RecordTimestamp,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            idempotence: true,
+            request_timeout: Duration::from_millis(crate::connection::REQUEST_TIMEOUT_MS_DEFAULT),
+            retries_max: RETRIES_MAX_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            partitioner_seed: 0,
+            timestamp: RecordTimestamp::SystemClock,
+        }
+    }
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset, or -1 when unknown (`acks = 0`, or a duplicate whose offset the
+    /// broker did not report).
+    pub offset: i64,
+}
+
+/// The producer id and epoch from InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+}
+
+/// The outcome of one produce attempt.
+enum AttemptError {
+    /// Worth retrying after a metadata refresh.
+    Retriable(ProduceError, Option<Arc<Connection>>),
+    /// The broker refused the batch; it was not written.
+    Refused(ProduceError),
+    /// The producer cannot continue.
+    Fatal(ProduceError),
+}
+
+/// A Kafka producer. Share it between tasks with an `Arc`.
+pub struct Producer {
+    cluster: Arc<Cluster>,
+    config: ProducerConfig,
+    identity: tokio::sync::Mutex<Option<ProducerIdentity>>,
+    sequences: Mutex<SequenceNumbers>,
+    partition_locks: Mutex<BTreeMap<(String, i32), Arc<tokio::sync::Mutex<()>>>>,
+    round_robin: Mutex<RoundRobin>,
+    fatal_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Producer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Connects to the cluster and, with idempotence, obtains a producer id.
+    pub async fn connect(
+        client: ClientConfig,
+        config: ProducerConfig,
+    ) -> Result<Producer, ProduceError> {
+        let cluster = Cluster::connect(client).await?;
+        Producer::new(cluster, config).await
+    }
+
+    /// A producer over an existing cluster handle; with idempotence, obtains a producer id.
+    pub async fn new(cluster: Arc<Cluster>, config: ProducerConfig) -> Result<Producer, ProduceError> {
+        assert!(
+            !config.idempotence || config.acks == Acks::All,
+            "idempotence requires acks = all"
+        );
+        assert!(config.batch_bytes_max > 0 && config.batch_bytes_max <= crate::wire::FRAME_BYTES_MAX);
+        let producer = Producer {
+            round_robin: Mutex::new(RoundRobin::new(config.partitioner_seed)),
+            cluster,
+            config,
+            identity: tokio::sync::Mutex::new(None),
+            sequences: Mutex::new(SequenceNumbers::default()),
+            partition_locks: Mutex::new(BTreeMap::new()),
+            fatal_error: Mutex::new(None),
+        };
+        if producer.config.idempotence {
+            producer.current_identity().await?;
+        }
+        Ok(producer)
+    }
+
+    /// The cluster handle this producer uses.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The producer id and epoch in use, if idempotent and initialized.
+    pub async fn identity(&self) -> Option<ProducerIdentity> {
+        *self.identity.lock().await
+    }
+
+    /// Sends one record and waits for its acknowledgement. With `partition = None` the
+    /// partition is murmur2 of the key, or round-robin when the key is null.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> Result<RecordMetadata, ProduceError> {
+        let partition = match partition {
+            Some(partition) => partition,
+            None => self.choose_partition(topic, key.as_deref()).await?,
+        };
+        let offset = self.send_batch(topic, partition, vec![(key, value)]).await?;
+        Ok(RecordMetadata {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        })
+    }
+
+    /// Sends `records` to one partition as a single batch and returns the offset of the
+    /// first one (-1 when unknown).
+    pub async fn send_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+    ) -> Result<i64, ProduceError> {
+        if records.is_empty() || records.len() > BATCH_RECORDS_MAX {
+            return Err(ProduceError::InvalidBatch {
+                reason: format!(
+                    "{} records (allowed: 1 to {BATCH_RECORDS_MAX})",
+                    records.len()
+                ),
+            });
+        }
+        self.check_not_failed()?;
+        if !self.config.idempotence {
+            let batch = self.encode(&records, None)?;
+            return self.produce_with_retries(topic, partition, batch).await;
+        }
+        let partition_lock = self.partition_lock(topic, partition);
+        let _serialized = partition_lock.lock().await;
+        self.check_not_failed()?;
+        let identity = self.current_identity().await?;
+        let base_sequence = lock(&self.sequences).next(topic, partition);
+        let batch = self.encode(
+            &records,
+            Some(BatchIdentity {
+                producer_id: identity.producer_id,
+                producer_epoch: identity.producer_epoch,
+                base_sequence,
+            }),
+        )?;
+        let result = self.produce_with_retries(topic, partition, batch).await;
+        match &result {
+            Ok(_) => lock(&self.sequences).acknowledge(
+                topic,
+                partition,
+                base_sequence,
+                records.len() as i32,
+            ),
+            Err(_) if lock(&self.fatal_error).is_some() => {}
+            Err(error) => {
+                // The outcome may be unknown (a timeout, or retries exhausted after the broker
+                // appended the batch). Reusing this sequence for different records could then
+                // be acknowledged as a duplicate without being written, so start afresh with
+                // a new producer id; a later resend by the caller may duplicate, as in Java.
+                tracing::warn!(topic, partition, %error, "produce failed; resetting producer id");
+                *self.identity.lock().await = None;
+                lock(&self.sequences).reset();
+            }
+        }
+        result
+    }
+
+    async fn choose_partition(&self, topic: &str, key: Option<&[u8]>) -> Result<i32, ProduceError> {
+        let partition_count = self.cluster.partition_count(topic).await?;
+        Ok(match key {
+            Some(key) => partition_for_key(key, partition_count),
+            None => lock(&self.round_robin).next(topic, partition_count),
+        })
+    }
+
+    fn encode(&self, records: &[KeyValue], identity: Option<BatchIdentity>) -> Result<Bytes, ProduceError> {
+        let timestamp_ms = match self.config.timestamp {
+            RecordTimestamp::SystemClock => system_time_ms(),
+            RecordTimestamp::Fixed(timestamp_ms) => timestamp_ms,
+        };
+        let batch = encode_batch(records, timestamp_ms, identity)
+            .map_err(|reason| ProduceError::InvalidBatch { reason })?;
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(ProduceError::InvalidBatch {
+                reason: format!(
+                    "{} bytes encoded, above the bound of {}",
+                    batch.len(),
+                    self.config.batch_bytes_max
+                ),
+            });
+        }
+        Ok(batch)
+    }
+
+    async fn produce_with_retries(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> Result<i64, ProduceError> {
+        let mut attempt = 0;
+        loop {
+            match self.produce_once(topic, partition, batch.clone()).await {
+                Ok(offset) => return Ok(offset),
+                Err(AttemptError::Refused(error)) => return Err(error),
+                Err(AttemptError::Fatal(error)) => {
+                    *lock(&self.fatal_error) = Some(error.to_string());
+                    return Err(error);
+                }
+                Err(AttemptError::Retriable(error, connection)) => {
+                    if attempt >= self.config.retries_max {
+                        return Err(error);
+                    }
+                    attempt += 1;
+                    tracing::debug!(topic, partition, attempt, %error, "retrying produce");
+                    self.cluster
+                        .recover(connection.as_ref(), &[topic.to_string()])
+                        .await;
+                    self.cluster.backoff().await;
+                }
+            }
+        }
+    }
+
+    async fn produce_once(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64, AttemptError> {
+        let (_, connection) = self
+            .cluster
+            .leader_connection(topic, partition)
+            .await
+            .map_err(|error| classify_cluster_error(error, None))?;
+        let version = connection
+            .version(ApiKey::Produce)
+            .map_err(|error| AttemptError::Refused(error.into()))?;
+        let request = produce_request(topic, partition, batch, self.config.acks, self.config.request_timeout);
+        if self.config.acks == Acks::None {
+            connection
+                .send_without_response(&request, version)
+                .await
+                .map_err(|error| classify_cluster_error(error.into(), Some(&connection)))?;
+            return Ok(-1);
+        }
+        let timeout = self.config.request_timeout + Duration::from_millis(PRODUCE_RESPONSE_MARGIN_MS);
+        let response = connection
+            .send_with_timeout(&request, version, timeout)
+            .await
+            .map_err(|error| classify_cluster_error(error.into(), Some(&connection)))?;
+        let (error_code, base_offset) = partition_result(&response, topic, partition).ok_or_else(|| {
+            AttemptError::Retriable(
+                ProduceError::Broker {
+                    topic: topic.to_string(),
+                    partition,
+                    error: ResponseError::UnknownServerError,
+                },
+                Some(Arc::clone(&connection)),
+            )
+        })?;
+        classify_produce_result(topic, partition, error_code, base_offset)
+            .map_err(|error| match error {
+                AttemptError::Retriable(error, _) => AttemptError::Retriable(error, Some(Arc::clone(&connection))),
+                other => other,
+            })
+    }
+
+    fn check_not_failed(&self) -> Result<(), ProduceError> {
+        match lock(&self.fatal_error).as_ref() {
+            Some(reason) => Err(ProduceError::ProducerFailed {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn partition_lock(&self, topic: &str, partition: i32) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.partition_locks);
+        Arc::clone(
+            locks
+                .entry((topic.to_string(), partition))
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(()))),
+        )
+    }
+
+    /// The producer identity, obtaining one with InitProducerId when there is none.
+    async fn current_identity(&self) -> Result<ProducerIdentity, ProduceError> {
+        let mut identity = self.identity.lock().await;
+        if let Some(identity) = *identity {
+            return Ok(identity);
+        }
+        let fresh = self.init_producer_id().await?;
+        tracing::debug!(?fresh, "obtained producer id");
+        lock(&self.sequences).reset();
+        *identity = Some(fresh);
+        Ok(fresh)
+    }
+
+    async fn init_producer_id(&self) -> Result<ProducerIdentity, ProduceError> {
+        let mut last_error = None;
+        for _ in 0..INIT_PRODUCER_ID_ATTEMPTS_MAX {
+            let connection = match self.cluster.any_connection().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    last_error = Some(ProduceError::from(error));
+                    self.cluster.backoff().await;
+                    continue;
+                }
+            };
+            let version = connection.version(ApiKey::InitProducerId)?;
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(TRANSACTION_TIMEOUT_MS);
+            match connection.send(&request, version).await {
+                Ok(response) => match check_error_code(response.error_code) {
+                    Ok(()) => {
+                        return Ok(ProducerIdentity {
+                            producer_id: response.producer_id.0,
+                            producer_epoch: response.producer_epoch,
+                        })
+                    }
+                    Err(error) if error.is_retriable() || is_stale_metadata(error) => {
+                        last_error = Some(ProduceError::Cluster(ClusterError::Broker(error)));
+                    }
+                    Err(error) => return Err(ProduceError::Cluster(ClusterError::Broker(error))),
+                },
+                Err(error) => {
+                    self.cluster.forget_connection(&connection).await;
+                    last_error = Some(error.into());
+                }
+            }
+            self.cluster.backoff().await;
+        }
+        Err(last_error.expect("at least one attempt was made"))
+    }
+}
+
+/// Builds a Produce request for one batch to one partition.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+    acks: Acks,
+    timeout: Duration,
+) -> ProduceRequest {
+    let partition_data = PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(batch));
+    let topic_data = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![partition_data]);
+    ProduceRequest::default()
+        .with_transactional_id(None)
+        .with_acks(acks.wire_value())
+        .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_topic_data(vec![topic_data])
+}
+
+/// The error code and base offset of one partition in a Produce response.
+fn partition_result(response: &ProduceResponse, topic: &str, partition: i32) -> Option<(i16, i64)> {
+    response
+        .responses
+        .iter()
+        .filter(|topic_response| topic_response.name.as_str() == topic)
+        .flat_map(|topic_response| topic_response.partition_responses.iter())
+        .find(|partition_response| partition_response.index == partition)
+        .map(|partition_response| (partition_response.error_code, partition_response.base_offset))
+}
+
+/// Sorts a partition's produce result into success, retry, refusal or a fatal error.
+fn classify_produce_result(
+    topic: &str,
+    partition: i32,
+    error_code: i16,
+    base_offset: i64,
+) -> Result<i64, AttemptError> {
+    let Err(error) = check_error_code(error_code) else {
+        return Ok(base_offset);
+    };
+    let broker_error = ProduceError::Broker {
+        topic: topic.to_string(),
+        partition,
+        error,
+    };
+    match error {
+        // The broker already has this batch: a retry of an acknowledged write.
+        ResponseError::DuplicateSequenceNumber => Ok(base_offset),
+        ResponseError::OutOfOrderSequenceNumber => Err(AttemptError::Fatal(ProduceError::OutOfOrderSequence {
+            topic: topic.to_string(),
+            partition,
+        })),
+        ResponseError::InvalidProducerEpoch
+        | ResponseError::ProducerFenced
+        | ResponseError::UnknownProducerId
+        | ResponseError::InvalidProducerIdMapping
+        | ResponseError::ClusterAuthorizationFailed
+        | ResponseError::TransactionalIdAuthorizationFailed => Err(AttemptError::Fatal(broker_error)),
+        error if error.is_retriable() || is_stale_metadata(error) => {
+            Err(AttemptError::Retriable(broker_error, None))
+        }
+        _ => Err(AttemptError::Refused(broker_error)),
+    }
+}
+
+fn classify_cluster_error(error: ClusterError, connection: Option<&Arc<Connection>>) -> AttemptError {
+    if error.is_retriable() {
+        AttemptError::Retriable(ProduceError::Cluster(error), connection.cloned())
+    } else {
+        AttemptError::Refused(ProduceError::Cluster(error))
+    }
+}
+
+fn system_time_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each guarded value is updated by whole operations, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn duplicate_is_success_and_out_of_order_is_fatal() {
+        assert!(matches!(classify_produce_result("t", 0, 0, 12), Ok(12)));
+        assert!(matches!(
+            classify_produce_result("t", 0, ResponseError::DuplicateSequenceNumber.code(), 12),
+            Ok(12)
+        ));
+        assert!(matches!(
+            classify_produce_result("t", 0, ResponseError::OutOfOrderSequenceNumber.code(), -1),
+            Err(AttemptError::Fatal(ProduceError::OutOfOrderSequence { .. }))
+        ));
+        assert!(matches!(
+            classify_produce_result("t", 0, ResponseError::NotLeaderOrFollower.code(), -1),
+            Err(AttemptError::Retriable(..))
+        ));
+        assert!(matches!(
+            classify_produce_result("t", 0, ResponseError::NotEnoughReplicas.code(), -1),
+            Err(AttemptError::Retriable(..))
+        ));
+        assert!(matches!(
+            classify_produce_result("t", 0, ResponseError::MessageTooLarge.code(), -1),
+            Err(AttemptError::Refused(..))
+        ));
+    }
+
+    #[test]
+    fn produce_request_round_trips_at_every_client_version() {
+        let batch = encode_batch(&[(None, Some(Bytes::from("v")))], 1, None).expect("encodes");
+        let request = produce_request("t", 3, batch, Acks::All, Duration::from_secs(5));
+        for version in 3..=12 {
+            let mut buffer = bytes::BytesMut::new();
+            request.encode(&mut buffer, version).expect("encodes");
+            let decoded = ProduceRequest::decode(&mut buffer.freeze(), version).expect("decodes");
+            assert_eq!(decoded, request);
+        }
+    }
+}
