@@ -8,3 +8,6 @@ pub mod partitioner;
 pub mod producer;
 pub mod records;
 pub mod sequence;
+pub mod admin;
+pub mod assignor;
+pub mod consumer_protocol;
