@@ -11,3 +11,5 @@ pub mod sequence;
 pub mod admin;
 pub mod assignor;
 pub mod consumer_protocol;
+pub mod consumer;
+pub mod group;
