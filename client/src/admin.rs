@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DeleteTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{ClientConfig, Cluster, ClusterMetadata};
@@ -179,15 +177,18 @@ impl Admin {
                 .responses
                 .iter()
                 .map(|topic| {
-                    let name = topic.name.as_ref().map(|name| name.to_string()).unwrap_or_default();
-                    let result = check_error_code(topic.error_code).map_err(|error| {
-                        AdminError::Topic {
+                    let name = topic
+                        .name
+                        .as_ref()
+                        .map(|name| name.to_string())
+                        .unwrap_or_default();
+                    let result =
+                        check_error_code(topic.error_code).map_err(|error| AdminError::Topic {
                             operation: "delete",
                             topic: name.clone(),
                             error,
                             message: topic.error_message.as_deref().unwrap_or("").to_string(),
-                        }
-                    });
+                        });
                     (name, result)
                 })
                 .collect());

@@ -164,14 +164,12 @@ impl ClusterMetadata {
             .ok_or_else(|| ClusterError::UnknownTopic {
                 topic: topic.to_string(),
             })?;
-        let partition_metadata =
-            topic_metadata
-                .partitions
-                .get(&partition)
-                .ok_or_else(|| ClusterError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition,
-                })?;
+        let partition_metadata = topic_metadata.partitions.get(&partition).ok_or_else(|| {
+            ClusterError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            }
+        })?;
         if partition_metadata.leader_id < 0 {
             return Err(ClusterError::LeaderNotAvailable {
                 topic: topic.to_string(),
@@ -247,7 +245,11 @@ impl Cluster {
     pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata, ClusterError> {
         let cached = lock(&self.metadata).topics.get(topic).cloned();
         if let Some(metadata) = cached {
-            if metadata.partitions.values().all(|partition| partition.leader_id >= 0) {
+            if metadata
+                .partitions
+                .values()
+                .all(|partition| partition.leader_id >= 0)
+            {
                 return Ok(metadata);
             }
         }
@@ -400,9 +402,8 @@ pub fn metadata_request(
         names
             .iter()
             .map(|name| {
-                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(
-                    name.clone(),
-                ))))
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
             })
             .collect()
     });
@@ -430,7 +431,9 @@ pub fn is_stale_metadata(error: ResponseError) -> bool {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every update of the metadata is a whole-value replacement, so a poisoned lock still
     // holds a consistent snapshot.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

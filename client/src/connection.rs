@@ -140,21 +140,20 @@ impl Connection {
     }
 
     async fn open(address: &str, config: &ConnectionConfig) -> Result<Connection, ConnectionError> {
-        let stream = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
-            .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(io_error(address, &error)),
-            Err(_) => {
-                return Err(ConnectionError::Io {
-                    address: address.to_string(),
-                    message: format!(
-                        "connect timed out after {} ms",
-                        config.connect_timeout.as_millis()
-                    ),
-                })
-            }
-        };
+        let stream =
+            match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(io_error(address, &error)),
+                Err(_) => {
+                    return Err(ConnectionError::Io {
+                        address: address.to_string(),
+                        message: format!(
+                            "connect timed out after {} ms",
+                            config.connect_timeout.as_millis()
+                        ),
+                    })
+                }
+            };
         // Latency matters more than packet count for a test client; failure is harmless.
         let _ = stream.set_nodelay(true);
         let (read_half, write_half) = tokio::io::split(stream);
@@ -182,9 +181,7 @@ impl Connection {
         if version >= 3 {
             request = request
                 .with_client_software_name(StrBytes::from_static_str("skiff-client"))
-                .with_client_software_version(StrBytes::from_static_str(env!(
-                    "CARGO_PKG_VERSION"
-                )));
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         }
         let response: ApiVersionsResponse = self
             .send_with_timeout(&request, version, self.request_timeout)
@@ -314,12 +311,9 @@ impl Connection {
         };
         self.write_frame(frame).await?;
         let response_frame = receiver.await.map_err(|_| self.closed_error())?;
-        let (header, response) = wire::decode_response::<R::Response>(
-            api_key,
-            version,
-            response_frame,
-        )
-        .map_err(|error| self.wire_error(error, api_key, version))?;
+        let (header, response) =
+            wire::decode_response::<R::Response>(api_key, version, response_frame)
+                .map_err(|error| self.wire_error(error, api_key, version))?;
         assert_eq!(header.correlation_id, correlation_id);
         Ok(response)
     }
@@ -469,5 +463,7 @@ fn io_error(address: &str, error: &std::io::Error) -> ConnectionError {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the table inconsistent (each operation is
     // a single insert, remove or clear), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -164,7 +164,10 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     /// Connects to the cluster.
-    pub async fn connect(client: ClientConfig, config: ConsumerConfig) -> Result<Consumer, ConsumeError> {
+    pub async fn connect(
+        client: ClientConfig,
+        config: ConsumerConfig,
+    ) -> Result<Consumer, ConsumeError> {
         Ok(Consumer::new(Cluster::connect(client).await?, config))
     }
 
@@ -187,7 +190,10 @@ impl Consumer {
     /// Consumes exactly these partitions (no group membership); positions start unresolved.
     pub fn assign(&mut self, partitions: Vec<TopicPartition>) {
         self.subscription = None;
-        self.positions = partitions.into_iter().map(|partition| (partition, None)).collect();
+        self.positions = partitions
+            .into_iter()
+            .map(|partition| (partition, None))
+            .collect();
     }
 
     /// Joins the configured group on the next poll, subscribed to `topics`.
@@ -268,7 +274,10 @@ impl Consumer {
     }
 
     /// Commits the given next-offsets-to-consume.
-    pub async fn commit_offsets(&mut self, offsets: BTreeMap<TopicPartition, i64>) -> Result<(), ConsumeError> {
+    pub async fn commit_offsets(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ConsumeError> {
         let group = self.group.as_mut().ok_or(ConsumeError::NoGroup)?;
         group.commit(&offsets).await
     }
@@ -363,7 +372,11 @@ impl Consumer {
     }
 
     /// The offset the reset policy gives `partition`; `failed_offset` is for the error.
-    async fn reset_offset(&mut self, partition: &TopicPartition, failed_offset: i64) -> Result<i64, ConsumeError> {
+    async fn reset_offset(
+        &mut self,
+        partition: &TopicPartition,
+        failed_offset: i64,
+    ) -> Result<i64, ConsumeError> {
         let timestamp = match self.config.offset_reset {
             OffsetReset::Earliest => EARLIEST_TIMESTAMP,
             OffsetReset::Latest => LATEST_TIMESTAMP,
@@ -385,7 +398,11 @@ impl Consumer {
 
     /// The offset for `timestamp` (or [`EARLIEST_TIMESTAMP`] / [`LATEST_TIMESTAMP`]),
     /// retrying on stale metadata.
-    pub async fn list_offset(&self, partition: &TopicPartition, timestamp: i64) -> Result<i64, ConsumeError> {
+    pub async fn list_offset(
+        &self,
+        partition: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<i64, ConsumeError> {
         let (topic, index) = (partition.0.as_str(), partition.1);
         let mut last_error = None;
         for _ in 0..crate::group::GROUP_ATTEMPTS_MAX {
@@ -393,9 +410,10 @@ impl Consumer {
                 let (_, connection) = self.cluster.leader_connection(topic, index).await?;
                 let version = connection.version(ApiKey::ListOffsets)?;
                 let request = list_offsets_request(topic, index, timestamp);
-                let response = connection.send(&request, version).await.map_err(|error| {
-                    (ConsumeError::from(error), Some(Arc::clone(&connection)))
-                });
+                let response = connection
+                    .send(&request, version)
+                    .await
+                    .map_err(|error| (ConsumeError::from(error), Some(Arc::clone(&connection))));
                 Ok::<_, ConsumeError>(response)
             }
             .await;
@@ -408,7 +426,9 @@ impl Consumer {
                         .find(|partition_response| partition_response.partition_index == index);
                     match result.map(|found| (check_error_code(found.error_code), found.offset)) {
                         Some((Ok(()), offset)) => return Ok(offset),
-                        Some((Err(error), _)) if is_stale_metadata(error) || error.is_retriable() => {
+                        Some((Err(error), _))
+                            if is_stale_metadata(error) || error.is_retriable() =>
+                        {
                             (ConsumeError::Cluster(ClusterError::Broker(error)), None)
                         }
                         Some((Err(error), _)) => {
@@ -454,8 +474,10 @@ impl Consumer {
         for (_, partitions) in plan {
             // Every plan entry holds at least one partition, all with the same connection.
             let connection = Arc::clone(&partitions[0].1);
-            let positions: Vec<(TopicPartition, i64)> =
-                partitions.into_iter().map(|(partition, _, position)| (partition, position)).collect();
+            let positions: Vec<(TopicPartition, i64)> = partitions
+                .into_iter()
+                .map(|(partition, _, position)| (partition, position))
+                .collect();
             let version = connection.version(ApiKey::Fetch)?;
             let request = fetch_request(&positions, wait, &self.config);
             let timeout = wait + connection.request_timeout();
@@ -479,8 +501,13 @@ impl Consumer {
             };
             match result {
                 Ok(response) => {
-                    self.absorb_fetch_response(&response, &positions, &mut records, &mut stale_topics)
-                        .await?
+                    self.absorb_fetch_response(
+                        &response,
+                        &positions,
+                        &mut records,
+                        &mut stale_topics,
+                    )
+                    .await?
                 }
                 Err(error) => {
                     tracing::debug!(%error, "fetch failed");
@@ -509,8 +536,15 @@ impl Consumer {
             .collect();
         let mut stale_topics = Vec::new();
         for (partition, position) in positioned {
-            match self.cluster.leader_connection(&partition.0, partition.1).await {
-                Ok((leader, connection)) => plan.entry(leader).or_default().push((partition, connection, position)),
+            match self
+                .cluster
+                .leader_connection(&partition.0, partition.1)
+                .await
+            {
+                Ok((leader, connection)) => plan
+                    .entry(leader)
+                    .or_default()
+                    .push((partition, connection, position)),
                 Err(error) => {
                     tracing::debug!(topic = %partition.0, partition = partition.1, %error, "no leader connection");
                     stale_topics.push(partition.0.clone());
@@ -541,7 +575,9 @@ impl Consumer {
             let topic = topic_response.topic.to_string();
             for partition_data in &topic_response.partitions {
                 let key = (topic.clone(), partition_data.partition_index);
-                let Some(&(_, requested_position)) = requested.iter().find(|(partition, _)| *partition == key) else {
+                let Some(&(_, requested_position)) =
+                    requested.iter().find(|(partition, _)| *partition == key)
+                else {
                     continue;
                 };
                 if self.positions.get(&key) != Some(&Some(requested_position)) {
@@ -558,15 +594,22 @@ impl Consumer {
                         stale_topics.push(topic.clone());
                         continue;
                     }
-                    Err(error) => return Err(ConsumeError::Broker { operation: "Fetch", error }),
+                    Err(error) => {
+                        return Err(ConsumeError::Broker {
+                            operation: "Fetch",
+                            error,
+                        })
+                    }
                 }
                 let Some(bytes) = partition_data.records.clone() else {
                     continue;
                 };
-                let fetched = decode_fetched(bytes, requested_position).map_err(|message| ConsumeError::CorruptBatch {
-                    topic: topic.clone(),
-                    partition: key.1,
-                    message,
+                let fetched = decode_fetched(bytes, requested_position).map_err(|message| {
+                    ConsumeError::CorruptBatch {
+                        topic: topic.clone(),
+                        partition: key.1,
+                        message,
+                    }
                 })?;
                 let mut next_position = requested_position;
                 for record in fetched.records {
@@ -591,7 +634,11 @@ impl Consumer {
 }
 
 /// Builds a sessionless Fetch request valid at every client version.
-pub fn fetch_request(positions: &[(TopicPartition, i64)], wait: Duration, config: &ConsumerConfig) -> FetchRequest {
+pub fn fetch_request(
+    positions: &[(TopicPartition, i64)],
+    wait: Duration,
+    config: &ConsumerConfig,
+) -> FetchRequest {
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
     for ((topic, partition), position) in positions {
         topics.entry(topic.as_str()).or_default().push(
@@ -638,8 +685,16 @@ mod tests {
 
     #[test]
     fn fetch_request_round_trips_at_every_client_version() {
-        let positions = vec![(("a".to_string(), 0), 5), (("a".to_string(), 1), 7), (("b".to_string(), 0), 0)];
-        let request = fetch_request(&positions, Duration::from_millis(100), &ConsumerConfig::default());
+        let positions = vec![
+            (("a".to_string(), 0), 5),
+            (("a".to_string(), 1), 7),
+            (("b".to_string(), 0), 0),
+        ];
+        let request = fetch_request(
+            &positions,
+            Duration::from_millis(100),
+            &ConsumerConfig::default(),
+        );
         assert_eq!(request.topics.len(), 2);
         for version in 4..=12 {
             let mut buffer = bytes::BytesMut::new();
@@ -656,7 +711,8 @@ mod tests {
         for version in 1..=7 {
             let mut buffer = bytes::BytesMut::new();
             request.encode(&mut buffer, version).expect("encodes");
-            let decoded = ListOffsetsRequest::decode(&mut buffer.freeze(), version).expect("decodes");
+            let decoded =
+                ListOffsetsRequest::decode(&mut buffer.freeze(), version).expect("decodes");
             assert_eq!(decoded, request);
         }
     }

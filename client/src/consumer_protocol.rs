@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
-use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 
 /// The protocol type of consumer groups in JoinGroup.
@@ -109,10 +111,8 @@ mod tests {
 
     #[test]
     fn assignment_round_trips() {
-        let assignment = BTreeMap::from([
-            ("a".to_string(), vec![0, 2]),
-            ("b".to_string(), vec![1]),
-        ]);
+        let assignment =
+            BTreeMap::from([("a".to_string(), vec![0, 2]), ("b".to_string(), vec![1])]);
         let bytes = encode_assignment(&assignment);
         assert_eq!(decode_assignment(bytes).expect("decodes"), assignment);
         assert!(decode_assignment(Bytes::new()).expect("empty").is_empty());

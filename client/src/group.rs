@@ -27,9 +27,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest, TopicName,
+    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -187,7 +186,10 @@ impl GroupMember {
     }
 
     /// One JoinGroup (and SyncGroup) round; `Ok(None)` means "join again at once".
-    async fn join_once(&mut self, topics: &[String]) -> Result<Option<JoinedGeneration>, ConsumeError> {
+    async fn join_once(
+        &mut self,
+        topics: &[String],
+    ) -> Result<Option<JoinedGeneration>, ConsumeError> {
         let coordinator = self.coordinator().await?;
         let version = coordinator.version(ApiKey::JoinGroup)?;
         let mut request = JoinGroupRequest::default()
@@ -232,7 +234,11 @@ impl GroupMember {
         };
         let mut partitions: Vec<TopicPartition> = Vec::new();
         for (topic, indexes) in assignment {
-            partitions.extend(indexes.into_iter().map(|partition| (topic.clone(), partition)));
+            partitions.extend(
+                indexes
+                    .into_iter()
+                    .map(|partition| (topic.clone(), partition)),
+            );
         }
         tracing::debug!(
             group_id = %self.config.group_id,
@@ -319,12 +325,11 @@ impl GroupMember {
             }
             Err(error) => return Err(self.coordinator_error(error, "SyncGroup")),
         }
-        let assignment = decode_assignment(response.assignment).map_err(|message| {
-            ConsumeError::JoinFailed {
+        let assignment =
+            decode_assignment(response.assignment).map_err(|message| ConsumeError::JoinFailed {
                 group_id: self.config.group_id.clone(),
                 reason: format!("undecodable assignment: {message}"),
-            }
-        })?;
+            })?;
         Ok(Some(assignment))
     }
 
@@ -366,7 +371,10 @@ impl GroupMember {
 
     /// Commits `offsets` (the next offset to consume per partition) for the current
     /// generation, or as a non-member when this member never joined.
-    pub async fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<(), ConsumeError> {
+    pub async fn commit(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ConsumeError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -384,7 +392,10 @@ impl GroupMember {
         Err(last_error.expect("at least one attempt was made"))
     }
 
-    async fn commit_once(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<(), ConsumeError> {
+    async fn commit_once(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ConsumeError> {
         let coordinator = self.coordinator().await?;
         let version = coordinator.version(ApiKey::OffsetCommit)?;
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
@@ -563,7 +574,10 @@ impl GroupMember {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response, ConsumeError> {
-        match coordinator.send_with_timeout(request, version, timeout).await {
+        match coordinator
+            .send_with_timeout(request, version, timeout)
+            .await
+        {
             Ok(response) => Ok(response),
             Err(error) => {
                 self.coordinator = None;

@@ -148,13 +148,16 @@ enum AttemptError {
     Fatal(ProduceError),
 }
 
+/// One async lock per partition, serializing idempotent sends to it.
+type PartitionLocks = BTreeMap<(String, i32), Arc<tokio::sync::Mutex<()>>>;
+
 /// A Kafka producer. Share it between tasks with an `Arc`.
 pub struct Producer {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
     identity: tokio::sync::Mutex<Option<ProducerIdentity>>,
     sequences: Mutex<SequenceNumbers>,
-    partition_locks: Mutex<BTreeMap<(String, i32), Arc<tokio::sync::Mutex<()>>>>,
+    partition_locks: Mutex<PartitionLocks>,
     round_robin: Mutex<RoundRobin>,
     fatal_error: Mutex<Option<String>>,
 }
@@ -179,12 +182,17 @@ impl Producer {
     }
 
     /// A producer over an existing cluster handle; with idempotence, obtains a producer id.
-    pub async fn new(cluster: Arc<Cluster>, config: ProducerConfig) -> Result<Producer, ProduceError> {
+    pub async fn new(
+        cluster: Arc<Cluster>,
+        config: ProducerConfig,
+    ) -> Result<Producer, ProduceError> {
         assert!(
             !config.idempotence || config.acks == Acks::All,
             "idempotence requires acks = all"
         );
-        assert!(config.batch_bytes_max > 0 && config.batch_bytes_max <= crate::wire::FRAME_BYTES_MAX);
+        assert!(
+            config.batch_bytes_max > 0 && config.batch_bytes_max <= crate::wire::FRAME_BYTES_MAX
+        );
         let producer = Producer {
             round_robin: Mutex::new(RoundRobin::new(config.partitioner_seed)),
             cluster,
@@ -223,7 +231,9 @@ impl Producer {
             Some(partition) => partition,
             None => self.choose_partition(topic, key.as_deref()).await?,
         };
-        let offset = self.send_batch(topic, partition, vec![(key, value)]).await?;
+        let offset = self
+            .send_batch(topic, partition, vec![(key, value)])
+            .await?;
         Ok(RecordMetadata {
             topic: topic.to_string(),
             partition,
@@ -295,7 +305,11 @@ impl Producer {
         })
     }
 
-    fn encode(&self, records: &[KeyValue], identity: Option<BatchIdentity>) -> Result<Bytes, ProduceError> {
+    fn encode(
+        &self,
+        records: &[KeyValue],
+        identity: Option<BatchIdentity>,
+    ) -> Result<Bytes, ProduceError> {
         let timestamp_ms = match self.config.timestamp {
             RecordTimestamp::SystemClock => system_time_ms(),
             RecordTimestamp::Fixed(timestamp_ms) => timestamp_ms,
@@ -344,7 +358,12 @@ impl Producer {
         }
     }
 
-    async fn produce_once(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64, AttemptError> {
+    async fn produce_once(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> Result<i64, AttemptError> {
         let (_, connection) = self
             .cluster
             .leader_connection(topic, partition)
@@ -353,7 +372,13 @@ impl Producer {
         let version = connection
             .version(ApiKey::Produce)
             .map_err(|error| AttemptError::Refused(error.into()))?;
-        let request = produce_request(topic, partition, batch, self.config.acks, self.config.request_timeout);
+        let request = produce_request(
+            topic,
+            partition,
+            batch,
+            self.config.acks,
+            self.config.request_timeout,
+        );
         if self.config.acks == Acks::None {
             connection
                 .send_without_response(&request, version)
@@ -361,26 +386,31 @@ impl Producer {
                 .map_err(|error| classify_cluster_error(error.into(), Some(&connection)))?;
             return Ok(-1);
         }
-        let timeout = self.config.request_timeout + Duration::from_millis(PRODUCE_RESPONSE_MARGIN_MS);
+        let timeout =
+            self.config.request_timeout + Duration::from_millis(PRODUCE_RESPONSE_MARGIN_MS);
         let response = connection
             .send_with_timeout(&request, version, timeout)
             .await
             .map_err(|error| classify_cluster_error(error.into(), Some(&connection)))?;
-        let (error_code, base_offset) = partition_result(&response, topic, partition).ok_or_else(|| {
-            AttemptError::Retriable(
-                ProduceError::Broker {
-                    topic: topic.to_string(),
-                    partition,
-                    error: ResponseError::UnknownServerError,
-                },
-                Some(Arc::clone(&connection)),
-            )
-        })?;
-        classify_produce_result(topic, partition, error_code, base_offset)
-            .map_err(|error| match error {
-                AttemptError::Retriable(error, _) => AttemptError::Retriable(error, Some(Arc::clone(&connection))),
+        let (error_code, base_offset) =
+            partition_result(&response, topic, partition).ok_or_else(|| {
+                AttemptError::Retriable(
+                    ProduceError::Broker {
+                        topic: topic.to_string(),
+                        partition,
+                        error: ResponseError::UnknownServerError,
+                    },
+                    Some(Arc::clone(&connection)),
+                )
+            })?;
+        classify_produce_result(topic, partition, error_code, base_offset).map_err(|error| {
+            match error {
+                AttemptError::Retriable(error, _) => {
+                    AttemptError::Retriable(error, Some(Arc::clone(&connection)))
+                }
                 other => other,
-            })
+            }
+        })
     }
 
     fn check_not_failed(&self) -> Result<(), ProduceError> {
@@ -482,7 +512,12 @@ fn partition_result(response: &ProduceResponse, topic: &str, partition: i32) -> 
         .filter(|topic_response| topic_response.name.as_str() == topic)
         .flat_map(|topic_response| topic_response.partition_responses.iter())
         .find(|partition_response| partition_response.index == partition)
-        .map(|partition_response| (partition_response.error_code, partition_response.base_offset))
+        .map(|partition_response| {
+            (
+                partition_response.error_code,
+                partition_response.base_offset,
+            )
+        })
 }
 
 /// Sorts a partition's produce result into success, retry, refusal or a fatal error.
@@ -503,16 +538,20 @@ fn classify_produce_result(
     match error {
         // The broker already has this batch: a retry of an acknowledged write.
         ResponseError::DuplicateSequenceNumber => Ok(base_offset),
-        ResponseError::OutOfOrderSequenceNumber => Err(AttemptError::Fatal(ProduceError::OutOfOrderSequence {
-            topic: topic.to_string(),
-            partition,
-        })),
+        ResponseError::OutOfOrderSequenceNumber => {
+            Err(AttemptError::Fatal(ProduceError::OutOfOrderSequence {
+                topic: topic.to_string(),
+                partition,
+            }))
+        }
         ResponseError::InvalidProducerEpoch
         | ResponseError::ProducerFenced
         | ResponseError::UnknownProducerId
         | ResponseError::InvalidProducerIdMapping
         | ResponseError::ClusterAuthorizationFailed
-        | ResponseError::TransactionalIdAuthorizationFailed => Err(AttemptError::Fatal(broker_error)),
+        | ResponseError::TransactionalIdAuthorizationFailed => {
+            Err(AttemptError::Fatal(broker_error))
+        }
         error if error.is_retriable() || is_stale_metadata(error) => {
             Err(AttemptError::Retriable(broker_error, None))
         }
@@ -520,7 +559,10 @@ fn classify_produce_result(
     }
 }
 
-fn classify_cluster_error(error: ClusterError, connection: Option<&Arc<Connection>>) -> AttemptError {
+fn classify_cluster_error(
+    error: ClusterError,
+    connection: Option<&Arc<Connection>>,
+) -> AttemptError {
     if error.is_retriable() {
         AttemptError::Retriable(ProduceError::Cluster(error), connection.cloned())
     } else {
@@ -537,7 +579,9 @@ fn system_time_ms() -> i64 {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Each guarded value is updated by whole operations, so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -84,9 +84,14 @@ pub fn encode_batch(
         version: RECORD_BATCH_MAGIC,
         compression: Compression::None,
     };
-    RecordBatchEncoder::encode(&mut buffer, &records, &options).map_err(|error| error.to_string())?;
+    RecordBatchEncoder::encode(&mut buffer, &records, &options)
+        .map_err(|error| error.to_string())?;
     let batch = buffer.freeze();
-    debug_assert_eq!(batch_count(&batch), 1, "records must form exactly one batch");
+    debug_assert_eq!(
+        batch_count(&batch),
+        1,
+        "records must form exactly one batch"
+    );
     Ok(batch)
 }
 
@@ -129,7 +134,9 @@ pub fn decode_fetched(mut bytes: Bytes, position: i64) -> Result<FetchedRecords,
             break; // A partial batch at the end of a fetch response is normal.
         }
         if batch_bytes < BATCH_HEADER_BYTES {
-            return Err(format!("batch of {batch_bytes} bytes is shorter than a header"));
+            return Err(format!(
+                "batch of {batch_bytes} bytes is shorter than a header"
+            ));
         }
         let magic = bytes[16] as i8;
         if magic != RECORD_BATCH_MAGIC {
@@ -142,7 +149,8 @@ pub fn decode_fetched(mut bytes: Bytes, position: i64) -> Result<FetchedRecords,
         if next_offset <= position {
             continue;
         }
-        let record_set = RecordBatchDecoder::decode(&mut batch).map_err(|error| error.to_string())?;
+        let record_set =
+            RecordBatchDecoder::decode(&mut batch).map_err(|error| error.to_string())?;
         for record in record_set.records {
             if record.control || record.offset < position {
                 continue;
@@ -212,7 +220,11 @@ mod tests {
         assert_eq!(info[0].producer_epoch, 3);
         assert_eq!(info[0].base_sequence, 40);
         let decoded = RecordBatchDecoder::decode(&mut batch.clone()).expect("decodes");
-        let sequences: Vec<i32> = decoded.records.iter().map(|record| record.sequence).collect();
+        let sequences: Vec<i32> = decoded
+            .records
+            .iter()
+            .map(|record| record.sequence)
+            .collect();
         assert_eq!(sequences, vec![40, 41, 42, 43, 44]);
     }
 
@@ -248,6 +260,9 @@ mod tests {
         let fetched = decode_fetched(batch, 3).expect("decodes");
         assert!(fetched.records.is_empty());
         assert_eq!(fetched.next_offset, None);
-        assert_eq!(decode_fetched(Bytes::new(), 0).expect("empty"), FetchedRecords::default());
+        assert_eq!(
+            decode_fetched(Bytes::new(), 0).expect("empty"),
+            FetchedRecords::default()
+        );
     }
 }

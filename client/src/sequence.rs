@@ -24,7 +24,13 @@ impl SequenceNumbers {
 
     /// Records that a batch of `record_count` records starting at `base_sequence` was
     /// acknowledged.
-    pub fn acknowledge(&mut self, topic: &str, partition: i32, base_sequence: i32, record_count: i32) {
+    pub fn acknowledge(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        base_sequence: i32,
+        record_count: i32,
+    ) {
         assert!(record_count > 0);
         assert_eq!(
             base_sequence,

@@ -69,7 +69,8 @@ pub fn decode_response<R: Decodable>(
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::decode(&mut frame, header_version)
         .map_err(|error| WireError::Decode(format!("header: {error}")))?;
-    let body = R::decode(&mut frame, version).map_err(|error| WireError::Decode(error.to_string()))?;
+    let body =
+        R::decode(&mut frame, version).map_err(|error| WireError::Decode(error.to_string()))?;
     if frame.has_remaining() {
         tracing::debug!(
             ?api_key,
