@@ -42,13 +42,16 @@ use skiff_client::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A stored batch: its base offset, the offset after it, and its bytes.
+type StoredBatch = (i64, i64, Bytes);
+
 /// The fake broker's state.
 #[derive(Default)]
 struct State {
     port: u16,
     topics: BTreeMap<String, i32>,
     /// Batches per partition, each with its base offset rewritten.
-    logs: BTreeMap<(String, i32), Vec<(i64, i64, Bytes)>>,
+    logs: BTreeMap<(String, i32), Vec<StoredBatch>>,
     log_ends: BTreeMap<(String, i32), i64>,
     next_sequences: BTreeMap<(i64, String, i32), i32>,
     next_producer_id: i64,
