@@ -184,7 +184,11 @@ impl ClusterMetadata {
 pub struct Cluster {
     config: ClientConfig,
     metadata: Mutex<ClusterMetadata>,
-    connections: tokio::sync::Mutex<BTreeMap<i32, Arc<Connection>>>,
+    /// Open connections by broker id.
+    connections: Mutex<BTreeMap<i32, Arc<Connection>>>,
+    /// One lock per broker id, held while connecting to it, so that a slow or unreachable
+    /// broker delays only the requests meant for it.
+    connecting: Mutex<BTreeMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     bootstrap_connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
@@ -207,7 +211,8 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             config,
             metadata: Mutex::new(ClusterMetadata::default()),
-            connections: tokio::sync::Mutex::new(BTreeMap::new()),
+            connections: Mutex::new(BTreeMap::new()),
+            connecting: Mutex::new(BTreeMap::new()),
             bootstrap_connection: tokio::sync::Mutex::new(None),
         });
         cluster.refresh_metadata(Some(&[])).await?;
@@ -305,11 +310,18 @@ impl Cluster {
 
     /// The open connection to `broker_id`, opening one if needed.
     pub async fn broker_connection(&self, broker_id: i32) -> Result<Arc<Connection>, ClusterError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&broker_id) {
-            if !connection.is_closed() {
-                return Ok(Arc::clone(connection));
-            }
+        if let Some(connection) = self.open_connection(broker_id) {
+            return Ok(connection);
+        }
+        let connect_lock = Arc::clone(
+            lock(&self.connecting)
+                .entry(broker_id)
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(()))),
+        );
+        let _connecting = connect_lock.lock().await;
+        // Another task may have connected while this one waited for the lock.
+        if let Some(connection) = self.open_connection(broker_id) {
+            return Ok(connection);
         }
         let address = lock(&self.metadata)
             .brokers
@@ -317,17 +329,20 @@ impl Cluster {
             .map(BrokerAddress::address)
             .ok_or(ClusterError::UnknownBroker { broker_id })?;
         let connection = Arc::new(Connection::connect(&address, &self.config.connection).await?);
-        connections.insert(broker_id, Arc::clone(&connection));
+        lock(&self.connections).insert(broker_id, Arc::clone(&connection));
         Ok(connection)
+    }
+
+    fn open_connection(&self, broker_id: i32) -> Option<Arc<Connection>> {
+        let connections = lock(&self.connections);
+        let connection = connections.get(&broker_id)?;
+        (!connection.is_closed()).then(|| Arc::clone(connection))
     }
 
     /// Drops a failed connection so the next use reconnects.
     pub async fn forget_connection(&self, connection: &Arc<Connection>) {
         connection.close("forgotten after a failure".to_string());
-        self.connections
-            .lock()
-            .await
-            .retain(|_, open| !Arc::ptr_eq(open, connection));
+        lock(&self.connections).retain(|_, open| !Arc::ptr_eq(open, connection));
         let mut bootstrap = self.bootstrap_connection.lock().await;
         if bootstrap
             .as_ref()
@@ -340,11 +355,12 @@ impl Cluster {
     /// A connection to any broker: an open one if there is one, else the known brokers and
     /// then the bootstrap list, in order.
     pub async fn any_connection(&self) -> Result<Arc<Connection>, ClusterError> {
-        {
-            let connections = self.connections.lock().await;
-            if let Some(connection) = connections.values().find(|open| !open.is_closed()) {
-                return Ok(Arc::clone(connection));
-            }
+        let open = lock(&self.connections)
+            .values()
+            .find(|open| !open.is_closed())
+            .cloned();
+        if let Some(connection) = open {
+            return Ok(connection);
         }
         let broker_ids: Vec<i32> = lock(&self.metadata).brokers.keys().copied().collect();
         let mut last_error = "no broker known".to_string();

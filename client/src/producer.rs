@@ -35,6 +35,7 @@ use crate::connection::Connection;
 use crate::error::{check_error_code, ClusterError, ProduceError};
 use crate::partitioner::{partition_for_key, RoundRobin};
 use crate::records::{encode_batch, BatchIdentity, KeyValue};
+pub use crate::sequence::ProducerIdentity;
 use crate::sequence::SequenceNumbers;
 
 /// The default bound on attempts after the first one.
@@ -129,15 +130,6 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-/// The producer id and epoch from InitProducerId.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerIdentity {
-    /// The producer id.
-    pub producer_id: i64,
-    /// The producer epoch.
-    pub producer_epoch: i16,
-}
-
 /// The outcome of one produce attempt.
 enum AttemptError {
     /// Worth retrying after a metadata refresh.
@@ -155,7 +147,8 @@ type PartitionLocks = BTreeMap<(String, i32), Arc<tokio::sync::Mutex<()>>>;
 pub struct Producer {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
-    identity: tokio::sync::Mutex<Option<ProducerIdentity>>,
+    /// Serializes InitProducerId so concurrent sends obtain one identity, not several.
+    identity_initialization: tokio::sync::Mutex<()>,
     sequences: Mutex<SequenceNumbers>,
     partition_locks: Mutex<PartitionLocks>,
     round_robin: Mutex<RoundRobin>,
@@ -197,13 +190,13 @@ impl Producer {
             round_robin: Mutex::new(RoundRobin::new(config.partitioner_seed)),
             cluster,
             config,
-            identity: tokio::sync::Mutex::new(None),
+            identity_initialization: tokio::sync::Mutex::new(()),
             sequences: Mutex::new(SequenceNumbers::default()),
             partition_locks: Mutex::new(BTreeMap::new()),
             fatal_error: Mutex::new(None),
         };
         if producer.config.idempotence {
-            producer.current_identity().await?;
+            producer.ensure_identity().await?;
         }
         Ok(producer)
     }
@@ -214,8 +207,8 @@ impl Producer {
     }
 
     /// The producer id and epoch in use, if idempotent and initialized.
-    pub async fn identity(&self) -> Option<ProducerIdentity> {
-        *self.identity.lock().await
+    pub fn identity(&self) -> Option<ProducerIdentity> {
+        lock(&self.sequences).identity()
     }
 
     /// Sends one record and waits for its acknowledgement. With `partition = None` the
@@ -265,8 +258,7 @@ impl Producer {
         let partition_lock = self.partition_lock(topic, partition);
         let _serialized = partition_lock.lock().await;
         self.check_not_failed()?;
-        let identity = self.current_identity().await?;
-        let base_sequence = lock(&self.sequences).next(topic, partition);
+        let (identity, base_sequence) = self.stamp(topic, partition).await?;
         let batch = self.encode(
             &records,
             Some(BatchIdentity {
@@ -277,21 +269,26 @@ impl Producer {
         )?;
         let result = self.produce_with_retries(topic, partition, batch).await;
         match &result {
-            Ok(_) => lock(&self.sequences).acknowledge(
-                topic,
-                partition,
-                base_sequence,
-                records.len() as i32,
-            ),
+            Ok(_) => {
+                let current = lock(&self.sequences).acknowledge(
+                    identity,
+                    topic,
+                    partition,
+                    base_sequence,
+                    records.len() as i32,
+                );
+                if !current {
+                    tracing::debug!(topic, partition, "acknowledged under a replaced identity");
+                }
+            }
             Err(_) if lock(&self.fatal_error).is_some() => {}
             Err(error) => {
                 // The outcome may be unknown (a timeout, or retries exhausted after the broker
                 // appended the batch). Reusing this sequence for different records could then
                 // be acknowledged as a duplicate without being written, so start afresh with
                 // a new producer id; a later resend by the caller may duplicate, as in Java.
-                tracing::warn!(topic, partition, %error, "produce failed; resetting producer id");
-                *self.identity.lock().await = None;
-                lock(&self.sequences).reset();
+                tracing::warn!(topic, partition, %error, "produce failed; replacing producer id");
+                lock(&self.sequences).invalidate(identity);
             }
         }
         result
@@ -431,17 +428,34 @@ impl Producer {
         )
     }
 
-    /// The producer identity, obtaining one with InitProducerId when there is none.
-    async fn current_identity(&self) -> Result<ProducerIdentity, ProduceError> {
-        let mut identity = self.identity.lock().await;
-        if let Some(identity) = *identity {
-            return Ok(identity);
+    /// The identity and next base sequence for a batch to this partition, obtaining an
+    /// identity with InitProducerId when there is none.
+    async fn stamp(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(ProducerIdentity, i32), ProduceError> {
+        for _ in 0..INIT_PRODUCER_ID_ATTEMPTS_MAX {
+            if let Some(stamp) = lock(&self.sequences).stamp(topic, partition) {
+                return Ok(stamp);
+            }
+            self.ensure_identity().await?;
+        }
+        Err(ProduceError::ProducerFailed {
+            reason: "the producer identity kept being replaced".to_string(),
+        })
+    }
+
+    /// Obtains a producer identity unless one is installed.
+    async fn ensure_identity(&self) -> Result<(), ProduceError> {
+        let _initializing = self.identity_initialization.lock().await;
+        if lock(&self.sequences).identity().is_some() {
+            return Ok(());
         }
         let fresh = self.init_producer_id().await?;
         tracing::debug!(?fresh, "obtained producer id");
-        lock(&self.sequences).reset();
-        *identity = Some(fresh);
-        Ok(fresh)
+        lock(&self.sequences).install(fresh);
+        Ok(())
     }
 
     async fn init_producer_id(&self) -> Result<ProducerIdentity, ProduceError> {
