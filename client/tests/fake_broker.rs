@@ -57,6 +57,8 @@ struct State {
     next_producer_id: i64,
     /// Append the next produce but close the connection instead of answering.
     drop_next_produce_response: bool,
+    /// Never answer requests of this API (the connection stays open).
+    silent_api: Option<ApiKey>,
     next_member: u32,
     generation: i32,
     committed: BTreeMap<(String, i32), i64>,
@@ -100,6 +102,9 @@ async fn serve(mut stream: TcpStream, state: Shared) {
         let wait = fetch_wait(api_key, version, &frame);
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
+        }
+        if state.lock().expect("not poisoned").silent_api == Some(api_key) {
+            continue;
         }
         let response = handle(&state, api_key, version, header.correlation_id, frame);
         match response {
@@ -741,4 +746,104 @@ async fn an_unreachable_bootstrap_is_an_error() {
         .await
         .expect_err("nothing listens");
     assert!(error.to_string().contains("no broker reachable"), "{error}");
+}
+
+#[tokio::test]
+async fn an_unanswered_request_times_out_and_closes_the_connection() {
+    let (address, state) = start_fake_broker().await;
+    let connection = Connection::connect(&address, &ConnectionConfig::default())
+        .await
+        .expect("connects");
+    state.lock().expect("not poisoned").silent_api = Some(ApiKey::Metadata);
+    let version = connection.version(ApiKey::Metadata).expect("negotiated");
+    let request = MetadataRequest::default().with_topics(None);
+    let error = connection
+        .send_with_timeout(&request, version, Duration::from_millis(50))
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(
+            error,
+            skiff_client::ConnectionError::Timeout {
+                api_key: ApiKey::Metadata,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(connection.is_closed());
+    let error = connection
+        .send(&request, version)
+        .await
+        .expect_err("closed");
+    assert!(
+        matches!(error, skiff_client::ConnectionError::Closed { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_out_of_order_sequence_stops_the_producer() {
+    let (address, state) = start_fake_broker().await;
+    let admin = Admin::connect(client_config(&address))
+        .await
+        .expect("admin connects");
+    admin.create_topic("t", 1, 1).await.expect("creates");
+    let producer = Producer::new(admin.cluster().clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    producer
+        .send("t", Some(0), None, Some(Bytes::from("a")))
+        .await
+        .expect("first");
+    let identity = producer.identity().expect("idempotent");
+    // The broker forgets the first batch, so the producer's next sequence (1) leaves a gap.
+    state
+        .lock()
+        .expect("not poisoned")
+        .next_sequences
+        .insert((identity.producer_id, "t".to_string(), 0), 0);
+    let error = producer
+        .send("t", Some(0), None, Some(Bytes::from("b")))
+        .await
+        .expect_err("out of order");
+    assert!(
+        matches!(error, skiff_client::ProduceError::OutOfOrderSequence { .. }),
+        "{error}"
+    );
+    let error = producer
+        .send("t", Some(0), None, Some(Bytes::from("c")))
+        .await
+        .expect_err("stopped");
+    assert!(
+        matches!(error, skiff_client::ProduceError::ProducerFailed { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn acks_zero_sends_without_waiting() {
+    let (address, state) = start_fake_broker().await;
+    let admin = Admin::connect(client_config(&address))
+        .await
+        .expect("admin connects");
+    admin.create_topic("t", 1, 1).await.expect("creates");
+    let config = ProducerConfig {
+        acks: skiff_client::Acks::None,
+        idempotence: false,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(admin.cluster().clone(), config)
+        .await
+        .expect("producer");
+    let written = producer
+        .send("t", Some(0), None, Some(Bytes::from("a")))
+        .await
+        .expect("sent");
+    assert_eq!(written.offset, -1);
+    let mut consumer = Consumer::new(admin.cluster().clone(), ConsumerConfig::default());
+    consumer.assign(vec![("t".to_string(), 0)]);
+    assert_eq!(values(&poll_until(&mut consumer, 1).await), vec!["a"]);
+    assert!(producer.identity().is_none());
+    drop(state);
 }
