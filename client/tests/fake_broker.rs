@@ -3,9 +3,11 @@
 //! The fake broker is one node that keeps partitions as lists of record batches, checks
 //! idempotent sequence numbers, and runs a consumer group of one member at a time. It exists
 //! to exercise the client's wire paths (handshake, pipelining, retries, group joins) while
-//! the real broker is built; it runs on real tokio only (under madsim this file is empty).
+//! the real broker is built. The tests run on real tokio; under `--cfg madsim` one test runs
+//! the broker and the client on two simulated nodes.
 
-#![cfg(not(madsim))]
+// Under madsim only the simulated-network test is compiled, leaving helpers unused.
+#![cfg_attr(madsim, allow(unused_imports, dead_code))]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,7 @@ type StoredBatch = (i64, i64, Bytes);
 /// The fake broker's state.
 #[derive(Default)]
 struct State {
+    host: String,
     port: u16,
     topics: BTreeMap<String, i32>,
     /// Batches per partition, each with its base offset rewritten.
@@ -66,10 +69,17 @@ struct State {
 
 type Shared = Arc<Mutex<State>>;
 
+#[cfg(not(madsim))]
 async fn start_fake_broker() -> (String, Shared) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    start_fake_broker_at("127.0.0.1:0").await
+}
+
+/// Starts the fake broker on `bind` ("ip:port"), advertising the bound ip and port.
+async fn start_fake_broker_at(bind: &str) -> (String, Shared) {
+    let listener = TcpListener::bind(bind).await.expect("binds");
     let address = listener.local_addr().expect("has an address");
     let state: Shared = Arc::new(Mutex::new(State {
+        host: address.ip().to_string(),
         port: address.port(),
         ..State::default()
     }));
@@ -109,7 +119,8 @@ async fn serve(mut stream: TcpStream, state: Shared) {
         let response = handle(&state, api_key, version, header.correlation_id, frame);
         match response {
             Some(bytes) => {
-                if stream.write_all(&bytes).await.is_err() {
+                // madsim buffers writes until a flush.
+                if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
                     return;
                 }
             }
@@ -202,7 +213,7 @@ fn handle(
             let response = MetadataResponse::default()
                 .with_brokers(vec![MetadataResponseBroker::default()
                     .with_node_id(BrokerId(0))
-                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_host(StrBytes::from_string(state.host.clone()))
                     .with_port(i32::from(state.port))])
                 .with_controller_id(BrokerId(0))
                 .with_topics(topics);
@@ -341,7 +352,7 @@ fn handle(
         ApiKey::FindCoordinator => {
             let response = FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(0))
-                .with_host(StrBytes::from_static_str("127.0.0.1"))
+                .with_host(StrBytes::from_string(state.host.clone()))
                 .with_port(i32::from(state.port));
             respond(api_key, version, correlation_id, &response)
         }
@@ -547,6 +558,7 @@ async fn poll_until(consumer: &mut Consumer, count: usize) -> Vec<skiff_client::
     all
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn concurrent_requests_are_pipelined_on_one_connection() {
     let (address, _) = start_fake_broker().await;
@@ -575,6 +587,7 @@ async fn concurrent_requests_are_pipelined_on_one_connection() {
     assert!(!connection.is_closed());
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn produced_records_are_consumed_back_in_order() {
     let (address, _) = start_fake_broker().await;
@@ -639,6 +652,7 @@ async fn produced_records_are_consumed_back_in_order() {
     assert_eq!(again.first().map(|record| record.offset), Some(5));
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn a_lost_produce_response_is_retried_without_duplicating() {
     let (address, state) = start_fake_broker().await;
@@ -679,6 +693,7 @@ async fn a_lost_produce_response_is_retried_without_duplicating() {
     );
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn a_group_member_is_assigned_everything_and_resumes_from_its_commit() {
     let (address, _) = start_fake_broker().await;
@@ -736,6 +751,7 @@ async fn a_group_member_is_assigned_everything_and_resumes_from_its_commit() {
     assert_eq!(second.generation(), Some(2));
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn an_unreachable_bootstrap_is_an_error() {
     // Bind and drop a listener to get a port with nothing listening.
@@ -748,6 +764,7 @@ async fn an_unreachable_bootstrap_is_an_error() {
     assert!(error.to_string().contains("no broker reachable"), "{error}");
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn an_unanswered_request_times_out_and_closes_the_connection() {
     let (address, state) = start_fake_broker().await;
@@ -782,6 +799,7 @@ async fn an_unanswered_request_times_out_and_closes_the_connection() {
     );
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn an_out_of_order_sequence_stops_the_producer() {
     let (address, state) = start_fake_broker().await;
@@ -821,6 +839,7 @@ async fn an_out_of_order_sequence_stops_the_producer() {
     );
 }
 
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn acks_zero_sends_without_waiting() {
     let (address, state) = start_fake_broker().await;
@@ -846,4 +865,59 @@ async fn acks_zero_sends_without_waiting() {
     assert_eq!(values(&poll_until(&mut consumer, 1).await), vec!["a"]);
     assert!(producer.identity().is_none());
     drop(state);
+}
+
+/// The producer, the assigned consumer and the group consumer on madsim's simulated network:
+/// the broker on one node, the client on another.
+#[cfg(madsim)]
+#[tokio::test]
+async fn the_client_works_on_the_simulated_network() {
+    let runtime = madsim::runtime::Handle::current();
+    let broker_node = runtime
+        .create_node()
+        .name("broker")
+        .ip("10.0.0.1".parse().expect("an ip"))
+        .build();
+    let client_node = runtime
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().expect("an ip"))
+        .build();
+    broker_node
+        .spawn(async {
+            // The accept loop runs on this node for the rest of the test.
+            start_fake_broker_at("10.0.0.1:9092").await;
+        })
+        .await
+        .expect("broker starts");
+    client_node
+        .spawn(async {
+            let admin = Admin::connect(client_config("10.0.0.1:9092"))
+                .await
+                .expect("admin connects");
+            admin.create_topic("sim", 2, 1).await.expect("creates");
+            let producer = Producer::new(admin.cluster().clone(), ProducerConfig::default())
+                .await
+                .expect("producer");
+            let records = (0..5)
+                .map(|index| (None, Some(Bytes::from(format!("v{index}")))))
+                .collect();
+            producer.send_batch("sim", 1, records).await.expect("batch");
+            let mut consumer = Consumer::new(
+                admin.cluster().clone(),
+                ConsumerConfig {
+                    group: Some(GroupConfig::new("sim-readers")),
+                    ..ConsumerConfig::default()
+                },
+            );
+            consumer
+                .subscribe(vec!["sim".to_string()])
+                .expect("has a group");
+            let read = poll_until(&mut consumer, 5).await;
+            assert_eq!(values(&read), vec!["v0", "v1", "v2", "v3", "v4"]);
+            consumer.commit().await.expect("commits");
+            consumer.close().await;
+        })
+        .await
+        .expect("client scenario completes");
 }
