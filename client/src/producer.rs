@@ -285,10 +285,11 @@ impl Producer {
             Err(error) => {
                 // The outcome may be unknown (a timeout, or retries exhausted after the broker
                 // appended the batch). Reusing this sequence for different records could then
-                // be acknowledged as a duplicate without being written, so start afresh with
-                // a new producer id; a later resend by the caller may duplicate, as in Java.
-                tracing::warn!(topic, partition, %error, "produce failed; replacing producer id");
-                lock(&self.sequences).invalidate(identity);
+                // be acknowledged as a duplicate without being written, so move to the next
+                // epoch, which restarts sequences and fences late copies of this batch; a
+                // resend by the caller may duplicate, as in Java.
+                tracing::warn!(topic, partition, %error, "produce failed; bumping the producer epoch");
+                lock(&self.sequences).bump_epoch(identity);
             }
         }
         result

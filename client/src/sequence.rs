@@ -50,6 +50,25 @@ impl SequenceNumbers {
         }
     }
 
+    /// Replaces `identity` (if it is still the current one) by the same producer id with the
+    /// next epoch, restarting every counter at 0, as Java's idempotent producer does after a
+    /// write whose outcome is unknown. Once the broker has seen the new epoch on a partition
+    /// it rejects late batches of the old one, so a delayed copy of the failed batch cannot
+    /// land after newer records. At the last epoch the identity is dropped instead, so that
+    /// a fresh producer id is obtained.
+    pub fn bump_epoch(&mut self, identity: ProducerIdentity) {
+        if self.identity != Some(identity) {
+            return;
+        }
+        match identity.producer_epoch.checked_add(1) {
+            Some(producer_epoch) => self.install(ProducerIdentity {
+                producer_id: identity.producer_id,
+                producer_epoch,
+            }),
+            None => self.invalidate(identity),
+        }
+    }
+
     /// The identity and base sequence for the next batch of this partition, or `None`
     /// without an identity.
     pub fn stamp(&self, topic: &str, partition: i32) -> Option<(ProducerIdentity, i32)> {
@@ -138,6 +157,29 @@ mod tests {
         // Invalidating an identity that was already replaced is a no-op.
         sequences.invalidate(FIRST);
         assert_eq!(sequences.identity(), Some(SECOND));
+    }
+
+    #[test]
+    fn bumping_the_epoch_keeps_the_id_and_restarts_counters() {
+        let mut sequences = SequenceNumbers::default();
+        sequences.install(FIRST);
+        assert!(sequences.acknowledge(FIRST, "a", 0, 0, 3));
+        sequences.bump_epoch(FIRST);
+        let bumped = ProducerIdentity {
+            producer_id: 1,
+            producer_epoch: 1,
+        };
+        assert_eq!(sequences.stamp("a", 0), Some((bumped, 0)));
+        // A second failure under the old identity does not bump twice.
+        sequences.bump_epoch(FIRST);
+        assert_eq!(sequences.identity(), Some(bumped));
+        let last = ProducerIdentity {
+            producer_id: 1,
+            producer_epoch: i16::MAX,
+        };
+        sequences.install(last);
+        sequences.bump_epoch(last);
+        assert_eq!(sequences.identity(), None);
     }
 
     #[test]
