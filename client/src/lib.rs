@@ -90,3 +90,29 @@ pub use producer::{
     Acks, Producer, ProducerConfig, ProducerIdentity, RecordMetadata, RecordTimestamp,
 };
 pub use records::KeyValue;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send_and_sync<T: Send + Sync>() {}
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn clients_can_be_shared_between_tasks() {
+        is_send_and_sync::<Producer>();
+        is_send_and_sync::<Admin>();
+        is_send_and_sync::<Cluster>();
+        is_send_and_sync::<Connection>();
+    }
+
+    /// Compiles only if the futures can be handed to `tokio::spawn`.
+    #[allow(dead_code)]
+    fn futures_can_be_spawned(producer: &Producer, consumer: &mut Consumer, admin: &Admin) {
+        is_send(&producer.send("t", None, None, None));
+        is_send(&producer.send_batch("t", 0, Vec::new()));
+        is_send(&admin.create_topic("t", 1, 1));
+        is_send(&consumer.poll(std::time::Duration::ZERO));
+        is_send(&consumer.commit());
+    }
+}
