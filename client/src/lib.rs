@@ -64,6 +64,7 @@
 //! codes (`kafka_protocol::error::ResponseError`), because after a timeout a write may or may
 //! not have happened.
 
+pub mod accumulator;
 pub mod admin;
 pub mod assignor;
 pub mod cluster;

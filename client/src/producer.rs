@@ -12,8 +12,10 @@
 //!                      ──> OUT_OF_ORDER_SEQUENCE_NUMBER     ─> the producer stops (fatal)
 //! ```
 //!
-//! Each call sends its records as one batch straight away (there is no linger): callers that
-//! want larger batches use [`Producer::send_batch`]. Calls from several tasks run
+//! By default each call sends its records as one batch straight away; with
+//! [`ProducerConfig::linger`] set, concurrent [`Producer::send`] calls to one partition share
+//! a batch (see `accumulator.rs`), and [`Producer::send_batch`] always sends its records as
+//! one batch. Calls from several tasks run
 //! concurrently and are pipelined on the leader's connection; with idempotence, calls for the
 //! same partition are serialized so that at most one batch per partition is in flight, which
 //! keeps the sequence bookkeeping exact across retries.
@@ -30,6 +32,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::accumulator::{Accumulator, Enqueued, PendingBatch};
 use crate::cluster::{is_stale_metadata, ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::{check_error_code, ClusterError, ProduceError};
@@ -42,6 +45,10 @@ use crate::sequence::SequenceNumbers;
 pub const RETRIES_MAX_DEFAULT: u32 = 10;
 /// The most records one batch may hold.
 pub const BATCH_RECORDS_MAX: usize = 10_000;
+/// The default number of records at which a lingering batch is sent.
+pub const BATCH_RECORDS_DEFAULT: usize = 1_000;
+/// The longest linger time allowed.
+pub const LINGER_MS_MAX: u64 = 1_000;
 /// The default bound on the encoded size of one batch.
 pub const BATCH_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
 /// Extra time the client waits beyond the broker-side produce timeout before giving up.
@@ -52,6 +59,7 @@ pub const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
 pub const INIT_PRODUCER_ID_ATTEMPTS_MAX: u32 = 20;
 
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= crate::wire::FRAME_BYTES_MAX);
+const _: () = assert!(BATCH_RECORDS_DEFAULT <= BATCH_RECORDS_MAX);
 
 /// How many replicas must have a batch before the broker acknowledges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +106,11 @@ pub struct ProducerConfig {
     pub retries_max: u32,
     /// Bound on the encoded size of one batch.
     pub batch_bytes_max: usize,
+    /// How long [`Producer::send`] waits for more records to the same partition before
+    /// sending a batch (zero: every send is its own batch). At most [`LINGER_MS_MAX`].
+    pub linger: Duration,
+    /// A lingering batch is sent as soon as it holds this many records.
+    pub batch_records_max: usize,
     /// Seed of the round-robin partitioner for records without a key.
     pub partitioner_seed: u64,
     /// Where record timestamps come from.
@@ -112,6 +125,8 @@ impl Default for ProducerConfig {
             request_timeout: Duration::from_millis(crate::connection::REQUEST_TIMEOUT_MS_DEFAULT),
             retries_max: RETRIES_MAX_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            linger: Duration::ZERO,
+            batch_records_max: BATCH_RECORDS_DEFAULT,
             partitioner_seed: 0,
             timestamp: RecordTimestamp::SystemClock,
         }
@@ -143,8 +158,13 @@ enum AttemptError {
 /// One async lock per partition, serializing idempotent sends to it.
 type PartitionLocks = BTreeMap<(String, i32), Arc<tokio::sync::Mutex<()>>>;
 
-/// A Kafka producer. Share it between tasks with an `Arc`.
+/// A Kafka producer. Every method takes `&self`; share it between tasks with an `Arc`.
 pub struct Producer {
+    core: Arc<ProducerCore>,
+}
+
+/// The producer's state, shared with the tasks that flush lingering batches.
+struct ProducerCore {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
     /// Serializes InitProducerId so concurrent sends obtain one identity, not several.
@@ -153,13 +173,14 @@ pub struct Producer {
     partition_locks: Mutex<PartitionLocks>,
     round_robin: Mutex<RoundRobin>,
     fatal_error: Mutex<Option<String>>,
+    accumulator: Mutex<Accumulator>,
 }
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Producer")
-            .field("config", &self.config)
+            .field("config", &self.core.config)
             .finish()
     }
 }
@@ -186,7 +207,15 @@ impl Producer {
         assert!(
             config.batch_bytes_max > 0 && config.batch_bytes_max <= crate::wire::FRAME_BYTES_MAX
         );
-        let producer = Producer {
+        assert!(
+            config.batch_records_max > 0 && config.batch_records_max <= BATCH_RECORDS_MAX,
+            "batch_records_max must be within 1..={BATCH_RECORDS_MAX}"
+        );
+        assert!(
+            config.linger <= Duration::from_millis(LINGER_MS_MAX),
+            "linger is bounded by {LINGER_MS_MAX} ms"
+        );
+        let core = ProducerCore {
             round_robin: Mutex::new(RoundRobin::new(config.partitioner_seed)),
             cluster,
             config,
@@ -194,25 +223,29 @@ impl Producer {
             sequences: Mutex::new(SequenceNumbers::default()),
             partition_locks: Mutex::new(BTreeMap::new()),
             fatal_error: Mutex::new(None),
+            accumulator: Mutex::new(Accumulator::default()),
         };
-        if producer.config.idempotence {
-            producer.ensure_identity().await?;
+        if core.config.idempotence {
+            core.ensure_identity().await?;
         }
-        Ok(producer)
+        Ok(Producer {
+            core: Arc::new(core),
+        })
     }
 
     /// The cluster handle this producer uses.
     pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
+        &self.core.cluster
     }
 
     /// The producer id and epoch in use, if idempotent and initialized.
     pub fn identity(&self) -> Option<ProducerIdentity> {
-        lock(&self.sequences).identity()
+        lock(&self.core.sequences).identity()
     }
 
     /// Sends one record and waits for its acknowledgement. With `partition = None` the
-    /// partition is murmur2 of the key, or round-robin when the key is null.
+    /// partition is murmur2 of the key, or round-robin when the key is null. With a linger
+    /// time, records sent to one partition within it (by concurrent callers) share a batch.
     pub async fn send(
         &self,
         topic: &str,
@@ -222,16 +255,87 @@ impl Producer {
     ) -> Result<RecordMetadata, ProduceError> {
         let partition = match partition {
             Some(partition) => partition,
-            None => self.choose_partition(topic, key.as_deref()).await?,
+            None => self.core.choose_partition(topic, key.as_deref()).await?,
         };
-        let offset = self
-            .send_batch(topic, partition, vec![(key, value)])
-            .await?;
+        let offset = if self.core.config.linger.is_zero() {
+            self.core
+                .send_batch(topic, partition, vec![(key, value)])
+                .await?
+        } else {
+            self.send_lingering(topic, partition, (key, value)).await?
+        };
         Ok(RecordMetadata {
             topic: topic.to_string(),
             partition,
             offset,
         })
+    }
+
+    /// Sends `records` to one partition as a single batch and returns the offset of the
+    /// first one (-1 when unknown).
+    pub async fn send_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<KeyValue>,
+    ) -> Result<i64, ProduceError> {
+        self.core.send_batch(topic, partition, records).await
+    }
+
+    async fn send_lingering(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: KeyValue,
+    ) -> Result<i64, ProduceError> {
+        let (waiter, result) = tokio::sync::oneshot::channel();
+        let enqueued = lock(&self.core.accumulator).enqueue(
+            topic,
+            partition,
+            record,
+            waiter,
+            self.core.config.batch_records_max,
+        );
+        let index = match enqueued {
+            Enqueued::ScheduleFlush { id, index } => {
+                let core = Arc::clone(&self.core);
+                let topic = topic.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(core.config.linger).await;
+                    let batch = lock(&core.accumulator).take(&topic, partition, id);
+                    if let Some(batch) = batch {
+                        core.flush(&topic, partition, batch).await;
+                    }
+                });
+                index
+            }
+            Enqueued::FlushNow { batch, index } => {
+                let core = Arc::clone(&self.core);
+                let topic = topic.to_string();
+                tokio::spawn(async move { core.flush(&topic, partition, batch).await });
+                index
+            }
+            Enqueued::Joined { index } => index,
+        };
+        let base_offset = result.await.map_err(|_| ProduceError::ProducerFailed {
+            reason: "the task flushing the batch stopped".to_string(),
+        })??;
+        Ok(if base_offset < 0 {
+            base_offset
+        } else {
+            base_offset + index as i64
+        })
+    }
+}
+
+impl ProducerCore {
+    /// Sends a lingering batch and hands every waiter its result.
+    async fn flush(&self, topic: &str, partition: i32, batch: PendingBatch) {
+        let result = self.send_batch(topic, partition, batch.records).await;
+        for waiter in batch.waiters {
+            // A waiter that gave up has dropped its receiver; nothing to deliver.
+            let _ = waiter.send(result.clone());
+        }
     }
 
     /// Sends `records` to one partition as a single batch and returns the offset of the

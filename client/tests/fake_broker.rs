@@ -1013,3 +1013,41 @@ async fn requests_fail_in_bounded_time_across_a_partition_and_recover() {
         .await
         .expect("client scenario completes");
 }
+
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn concurrent_sends_within_the_linger_time_share_a_batch() {
+    let (address, state) = start_fake_broker().await;
+    let admin = Admin::connect(client_config(&address))
+        .await
+        .expect("admin connects");
+    admin.create_topic("l", 1, 1).await.expect("creates");
+    let config = ProducerConfig {
+        linger: Duration::from_millis(20),
+        batch_records_max: 4,
+        ..ProducerConfig::default()
+    };
+    let producer = Arc::new(
+        Producer::new(admin.cluster().clone(), config)
+            .await
+            .expect("producer"),
+    );
+    let mut tasks = Vec::new();
+    for index in 0..10 {
+        let producer = Arc::clone(&producer);
+        tasks.push(tokio::spawn(async move {
+            producer
+                .send("l", Some(0), None, Some(Bytes::from(format!("v{index}"))))
+                .await
+        }));
+    }
+    let mut offsets = Vec::new();
+    for task in tasks {
+        offsets.push(task.await.expect("task completes").expect("sent").offset);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
+    let batches = state.lock().expect("not poisoned").logs[&("l".to_string(), 0)].len();
+    // Ten records, at most four per batch: three batches (4 + 4 + 2).
+    assert_eq!(batches, 3);
+}
