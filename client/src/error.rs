@@ -229,12 +229,41 @@ pub enum ProduceError {
         /// The fatal error that stopped it.
         reason: String,
     },
+    /// The last attempt failed but an earlier one may have been written (it timed out or its
+    /// connection broke after sending): whether the records are in the log is unknown. A
+    /// history checker must treat this as "maybe" (Jepsen's `:info`), never as "not written".
+    #[error("the write may or may not have happened; last error: {last_error}")]
+    Indeterminate {
+        /// The last attempt's error.
+        last_error: String,
+    },
     /// The batch was empty or larger than the configured bounds.
     #[error("invalid batch: {reason}")]
     InvalidBatch {
         /// Why it is invalid.
         reason: String,
     },
+}
+
+impl ProduceError {
+    /// Whether the records may have been written despite the error. `false` means they
+    /// were certainly not written.
+    pub fn is_indeterminate(&self) -> bool {
+        match self {
+            ProduceError::Indeterminate { .. } => true,
+            // The broker rejected this batch, or it was never sent.
+            ProduceError::OutOfOrderSequence { .. } | ProduceError::ProducerFailed { .. } => false,
+            ProduceError::Cluster(ClusterError::Connection(error)) => matches!(
+                error,
+                ConnectionError::Timeout { .. }
+                    | ConnectionError::Closed { .. }
+                    | ConnectionError::Io { .. }
+                    | ConnectionError::Decode { .. }
+                    | ConnectionError::FrameSize { .. }
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl From<ConnectionError> for ProduceError {

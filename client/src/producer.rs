@@ -437,17 +437,23 @@ impl ProducerCore {
         batch: Bytes,
     ) -> Result<i64, ProduceError> {
         let mut attempt = 0;
+        // Whether some failed attempt may still have been written, which turns a final
+        // failure into an indeterminate one.
+        let mut maybe_written = false;
         loop {
             match self.produce_once(topic, partition, batch.clone()).await {
                 Ok(offset) => return Ok(offset),
-                Err(AttemptError::Refused(error)) => return Err(error),
+                Err(AttemptError::Refused(error)) => {
+                    return Err(indeterminate_if(maybe_written, error));
+                }
                 Err(AttemptError::Fatal(error)) => {
                     *lock(&self.fatal_error) = Some(error.to_string());
                     return Err(error);
                 }
                 Err(AttemptError::Retriable(error, connection)) => {
+                    maybe_written |= may_have_been_written(&error, connection.is_some());
                     if attempt >= self.config.retries_max {
-                        return Err(error);
+                        return Err(indeterminate_if(maybe_written, error));
                     }
                     attempt += 1;
                     tracing::debug!(topic, partition, attempt, %error, "retrying produce");
@@ -678,6 +684,29 @@ fn classify_produce_result(
     }
 }
 
+/// Whether a failed attempt may have been appended: a transport failure after the request
+/// was handed to a connection, or a broker error reported after appending.
+fn may_have_been_written(error: &ProduceError, sent: bool) -> bool {
+    match error {
+        ProduceError::Cluster(ClusterError::Connection(_)) => sent,
+        ProduceError::Broker { error, .. } => matches!(
+            error,
+            ResponseError::RequestTimedOut | ResponseError::NotEnoughReplicasAfterAppend
+        ),
+        _ => false,
+    }
+}
+
+fn indeterminate_if(maybe_written: bool, error: ProduceError) -> ProduceError {
+    if maybe_written {
+        ProduceError::Indeterminate {
+            last_error: error.to_string(),
+        }
+    } else {
+        error
+    }
+}
+
 fn classify_cluster_error(
     error: ClusterError,
     connection: Option<&Arc<Connection>>,
@@ -731,6 +760,35 @@ mod tests {
             classify_produce_result("t", 0, ResponseError::MessageTooLarge.code(), -1),
             Err(AttemptError::Refused(..))
         ));
+    }
+
+    #[test]
+    fn transport_failures_after_sending_are_indeterminate() {
+        let timeout = ProduceError::from(crate::error::ConnectionError::Timeout {
+            address: "broker:9092".to_string(),
+            api_key: ApiKey::Produce,
+            timeout_ms: 1,
+        });
+        assert!(may_have_been_written(&timeout, true));
+        assert!(!may_have_been_written(&timeout, false));
+        let not_leader = ProduceError::Broker {
+            topic: "t".to_string(),
+            partition: 0,
+            error: ResponseError::NotLeaderOrFollower,
+        };
+        assert!(!may_have_been_written(&not_leader, true));
+        assert!(matches!(
+            indeterminate_if(true, not_leader.clone()),
+            ProduceError::Indeterminate { .. }
+        ));
+        assert!(matches!(
+            indeterminate_if(false, not_leader),
+            ProduceError::Broker { .. }
+        ));
+        assert!(ProduceError::Indeterminate {
+            last_error: String::new()
+        }
+        .is_indeterminate());
     }
 
     #[test]
