@@ -1,0 +1,218 @@
+//! Scenario files: TOML that pins part of a world, or all of it.
+//!
+//! A scenario is a partial [`World`] under a `[world]` table. It is merged over the world the
+//! seed draws: tables merge key by key, and any other value (a number, a string, an array
+//! such as `schedule` or `producers`) replaces the drawn one. So a file may pin just the
+//! flush policy and keep everything else drawn, or pin a whole fault schedule:
+//!
+//! ```toml
+//! name = "single-broker-kill-mid-stream"
+//! description = "The broker loses power mid-stream and restarts."
+//!
+//! [world]
+//! profile = "many-crashes"
+//! cluster.flush_policy = { kind = "sync" }
+//! schedule = [
+//!   { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
+//!     kind = { kind = "machine-crash", mode = "lose-everything-unsynced" } },
+//! ]
+//! ```
+//!
+//! The seed still drives everything the file leaves open, and the simulation's own
+//! randomness (network latencies, crash writeback). The merged world must follow the fault
+//! model ([`World::problems`]); a scenario breaking it is refused rather than run.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::world::World;
+
+/// A parsed scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name, usually the file name without `.toml`.
+    #[serde(default)]
+    pub name: String,
+    /// What the scenario is about.
+    #[serde(default)]
+    pub description: String,
+    /// The partial world merged over the drawn one.
+    #[serde(default)]
+    pub world: toml::Table,
+}
+
+/// Why a scenario cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid scenario.
+    #[error("{path} is not a valid scenario: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The merged world is not a world, or breaks the fault model.
+    #[error("scenario {name} gives an invalid world: {reason}")]
+    InvalidWorld {
+        /// The scenario.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Scenario {
+    /// Reads a scenario file; its name defaults to the file stem.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let mut scenario = Scenario::parse(&text).map_err(|reason| ScenarioError::Parse {
+            path: display,
+            reason,
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        Ok(scenario)
+    }
+
+    /// Parses scenario text.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|error| error.to_string())?;
+        if scenario.world.contains_key("seed") {
+            return Err("a scenario cannot pin the seed; pass --seed".to_string());
+        }
+        Ok(scenario)
+    }
+
+    /// The drawn world with this scenario's settings merged over it.
+    pub fn apply(&self, drawn: &World) -> Result<World, ScenarioError> {
+        let invalid = |reason: String| ScenarioError::InvalidWorld {
+            name: self.name.clone(),
+            reason,
+        };
+        let mut merged = serde_json::to_value(drawn).expect("a world serializes");
+        let overrides =
+            serde_json::to_value(&self.world).map_err(|error| invalid(error.to_string()))?;
+        merge(&mut merged, overrides);
+        let mut world: World =
+            serde_json::from_value(merged).map_err(|error| invalid(error.to_string()))?;
+        world.schedule.sort_by_key(|scheduled| scheduled.at_ms);
+        let problems = world.problems();
+        if !problems.is_empty() {
+            return Err(invalid(problems.join("; ")));
+        }
+        Ok(world)
+    }
+}
+
+/// Merges `overrides` into `base`: objects key by key, anything else replaced.
+fn merge(base: &mut serde_json::Value, overrides: serde_json::Value) {
+    match (base, overrides) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overrides) => *base = overrides,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::{CrashKind, Fault, FlushPolicySetting};
+
+    #[test]
+    fn a_scenario_pins_only_what_it_names() {
+        let scenario = Scenario::parse(
+            r#"
+            [world]
+            cluster.flush_policy = { kind = "sync" }
+            schedule = [
+              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
+                kind = { kind = "machine-crash", mode = "keep-prefix" } },
+            ]
+            "#,
+        )
+        .unwrap();
+        let drawn = World::draw(3);
+        let world = scenario.apply(&drawn).unwrap();
+        assert_eq!(world.cluster.flush_policy, FlushPolicySetting::Sync);
+        assert_eq!(world.cluster.segment_bytes, drawn.cluster.segment_bytes);
+        assert_eq!(world.workload, drawn.workload);
+        assert_eq!(world.schedule.len(), 1);
+        assert!(matches!(
+            world.schedule[0].fault,
+            Fault::Crash {
+                kind: CrashKind::MachineCrash { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_scenario_breaking_the_fault_model_is_refused() {
+        let scenario = Scenario::parse(
+            r#"
+            [world]
+            cluster.flush_policy = { kind = "interval", interval_ms = 500 }
+            schedule = [
+              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
+                kind = { kind = "machine-crash", mode = "keep-prefix" } },
+            ]
+            "#,
+        )
+        .unwrap();
+        assert!(scenario.apply(&World::draw(3)).is_err());
+    }
+
+    #[test]
+    fn a_scenario_cannot_pin_the_seed() {
+        assert!(Scenario::parse("[world]\nseed = 4\n").is_err());
+    }
+
+    #[test]
+    fn every_checked_in_scenario_applies_to_many_seeds() {
+        let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut count = 0;
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                let scenario = Scenario::load(&path).unwrap();
+                for seed in 0..50 {
+                    if let Err(error) = scenario.apply(&World::draw(seed)) {
+                        panic!("{}: seed {seed}: {error}", path.display());
+                    }
+                }
+                count += 1;
+            }
+        }
+        assert!(count >= 5, "expected the checked-in scenarios");
+    }
+}

@@ -1,0 +1,1017 @@
+//! Worlds: everything a run does, drawn from its seed (swarm testing).
+//!
+//! A [`World`] is plain data: the cluster's settings, the workload, the fault mix and the
+//! exact fault schedule of the safety phase. [`World::draw`] derives all of it from one seed,
+//! first drawing a [`FaultProfile`] so that different seeds explore different kinds of world
+//! (no faults at all, heavy partitions, a slow disk, many crashes...), the way TigerBeetle's
+//! VOPR draws its fault probabilities per seed rather than using one fixed mix. A scenario
+//! file (see `scenario.rs`) can then pin any part of it.
+//!
+//! # Fault model
+//!
+//! The faults a world may hold, and the rules that keep a correct broker from losing an
+//! acknowledged record under them (so that any loss the checker finds is a bug):
+//!
+//! - **Machine crash** (`crash` with `kind = "machine-crash"`): the broker node is killed and
+//!   its simulated disk loses what was not synced (by a [`DiskCrashMode`]). Only drawn with
+//!   the `sync` flush policy, under which the broker acknowledges only synced records. With
+//!   the `interval` policy a machine crash may legitimately lose acknowledged records, so it
+//!   is never drawn there.
+//! - **Process crash** (`process-crash`): the node is killed, the page cache survives (the
+//!   disk is not crashed). **Clean restart** (`clean-restart`): the broker shuts down
+//!   cleanly, then the node restarts.
+//! - **Pause**: the node stops running for a while (a long GC pause, a frozen VM).
+//! - **Client partition**: the links between one client node and one broker node are
+//!   clogged both ways. madsim delays clogged packets rather than dropping them, so clients
+//!   rely on their request timeouts.
+//! - **Network weather**: packet loss (TCP retransmits with a backoff, so this is delay)
+//!   and latency spikes on every link, for a window.
+//! - **Clock skew and jumps**: a broker's wall clock is set ahead or behind by up to
+//!   [`CLOCK_SKEW_MS_MAX`]; its monotonic clock is untouched. The bound keeps time-based
+//!   retention and segment rolling (days) out of reach, since retention is not modelled by
+//!   the checker yet.
+//! - **Disk faults**: the rates of [`skiff::io::SimDiskFaults`], always with
+//!   [`skiff::io::FaultBudget::protecting_synced_data`], for the whole safety phase. With the
+//!   `interval` policy, failed syncs are never drawn: a failed sync may drop acknowledged
+//!   pages there.
+//!
+//! Node-level faults of one broker (crashes, pauses) lie on one timeline and never overlap;
+//! so do the partitions of one client, and the network weather windows.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// The brokers a world may hold. One for now; the structure is ready for 3 and 5.
+pub const BROKERS_MAX: u32 = 5;
+/// The shortest drawn safety phase, in simulated milliseconds.
+pub const SAFETY_PHASE_MS_MIN: u64 = 10_000;
+/// The longest drawn safety phase, in simulated milliseconds.
+pub const SAFETY_PHASE_MS_MAX: u64 = 30_000;
+/// The shortest drawn liveness phase, in simulated milliseconds.
+pub const LIVENESS_PHASE_MS_MIN: u64 = 10_000;
+/// The longest drawn liveness phase, in simulated milliseconds.
+pub const LIVENESS_PHASE_MS_MAX: u64 = 20_000;
+/// The time the final drain may take, in simulated milliseconds.
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// The time faults stay away from the start and the end of the safety phase, so that the
+/// workload starts cleanly and a fault never outlives its phase.
+pub const FAULT_MARGIN_MS: u64 = 1_000;
+/// The smallest drawn segment size, in bytes: small, so segments roll during a run.
+pub const SEGMENT_BYTES_MIN_DRAWN: u64 = 4 * 1024;
+/// The largest drawn segment size, in bytes.
+pub const SEGMENT_BYTES_MAX_DRAWN: u64 = 256 * 1024;
+/// The most topics a workload creates.
+pub const TOPICS_MAX: usize = 2;
+/// The most partitions of one topic.
+pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4;
+/// The most producers of a workload.
+pub const PRODUCERS_MAX: usize = 3;
+/// The most consumers of a workload (besides the final drain).
+pub const CONSUMERS_MAX: usize = 2;
+/// The largest drawn record payload, in bytes.
+pub const RECORD_BYTES_MAX: u32 = 512;
+/// The smallest record payload: it must hold the decimal value.
+pub const RECORD_BYTES_MIN: u32 = 20;
+/// The shortest pause between two sends of one producer, in milliseconds.
+pub const SEND_INTERVAL_MS_MIN: u64 = 20;
+/// The longest pause between two sends of one producer, in milliseconds.
+pub const SEND_INTERVAL_MS_MAX: u64 = 300;
+/// The largest wall-clock skew drawn for a node, in milliseconds (either direction).
+pub const CLOCK_SKEW_MS_MAX: i64 = 60 * 60 * 1000;
+/// The highest packet loss rate drawn: TCP retransmits lost packets with a backoff of up to
+/// ten seconds, so a higher rate is a partition in all but name.
+pub const PACKET_LOSS_RATE_MAX: f64 = 0.2;
+/// The flush interval range of the `interval` policy, in milliseconds.
+pub const FLUSH_INTERVAL_MS_MIN: u64 = 50;
+pub const FLUSH_INTERVAL_MS_MAX: u64 = 2_000;
+/// The group's initial rebalance delay in simulated worlds: short, to keep runs fast.
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 200;
+
+const _: () = assert!(SAFETY_PHASE_MS_MIN > 4 * FAULT_MARGIN_MS);
+const _: () = assert!(SAFETY_PHASE_MS_MIN <= SAFETY_PHASE_MS_MAX);
+const _: () = assert!(LIVENESS_PHASE_MS_MIN <= LIVENESS_PHASE_MS_MAX);
+const _: () = assert!(SEGMENT_BYTES_MIN_DRAWN >= skiff::config::SEGMENT_BYTES_MIN);
+const _: () = assert!(RECORD_BYTES_MIN <= RECORD_BYTES_MAX);
+const _: () = assert!(SEND_INTERVAL_MS_MIN <= SEND_INTERVAL_MS_MAX);
+const _: () = assert!(FLUSH_INTERVAL_MS_MIN <= FLUSH_INTERVAL_MS_MAX);
+
+/// The kind of world a seed draws: the fault mix itself is part of the swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultProfile {
+    /// No fault at all: the baseline every other world is compared with.
+    NoFaults,
+    /// A bit of everything.
+    Mixed,
+    /// Clients cut off from brokers often and for long.
+    HeavyPartitions,
+    /// Every disk operation slow.
+    SlowDisk,
+    /// The broker crashes and restarts over and over.
+    ManyCrashes,
+    /// Disk errors (EIO on sync, read and write; corruption of unsynced bytes).
+    DiskFaults,
+    /// Clocks skewed and jumping, packets lost and delayed.
+    ClockAndNetworkChaos,
+}
+
+impl FaultProfile {
+    /// Every profile, in drawing order.
+    pub const ALL: [FaultProfile; 7] = [
+        FaultProfile::NoFaults,
+        FaultProfile::Mixed,
+        FaultProfile::HeavyPartitions,
+        FaultProfile::SlowDisk,
+        FaultProfile::ManyCrashes,
+        FaultProfile::DiskFaults,
+        FaultProfile::ClockAndNetworkChaos,
+    ];
+}
+
+/// When the broker makes produced data durable (mirrors `skiff::config::FlushPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FlushPolicySetting {
+    /// Acknowledge after fsync.
+    Sync,
+    /// Acknowledge after the page cache write; fsync every `interval_ms`.
+    Interval {
+        /// The flush period.
+        interval_ms: u64,
+    },
+}
+
+impl FlushPolicySetting {
+    /// The broker's configuration value.
+    pub fn to_broker(self) -> skiff::config::FlushPolicy {
+        match self {
+            FlushPolicySetting::Sync => skiff::config::FlushPolicy::Sync,
+            FlushPolicySetting::Interval { interval_ms } => {
+                skiff::config::FlushPolicy::Interval { interval_ms }
+            }
+        }
+    }
+
+    /// Whether a machine crash may take back an acknowledged record.
+    pub fn acknowledges_unsynced_data(self) -> bool {
+        matches!(self, FlushPolicySetting::Interval { .. })
+    }
+}
+
+/// The brokers' settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// How many broker nodes (1 for now).
+    pub brokers: u32,
+    /// The flush policy of every broker.
+    pub flush_policy: FlushPolicySetting,
+    /// `log.segment.bytes`.
+    pub segment_bytes: u64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+/// One topic the workload creates before the safety phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    /// Its name.
+    pub name: String,
+    /// Its partition count.
+    pub partitions: u32,
+}
+
+/// The acknowledgement level of a producer. `acks = 0` is excluded: without a response, a
+/// loss cannot be told from a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcksSetting {
+    /// `acks = 1`.
+    Leader,
+    /// `acks = -1`.
+    All,
+}
+
+/// How a producer picks the partition of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionChoice {
+    /// The workload picks a partition itself and says so in the send.
+    Explicit,
+    /// The record has a key; the client hashes it (murmur2).
+    Keyed,
+    /// No key, no partition: the client's round-robin partitioner picks.
+    RoundRobin,
+}
+
+/// One producer process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSettings {
+    /// The topic it writes to.
+    pub topic: String,
+    /// `acks`.
+    pub acks: AcksSetting,
+    /// Whether it uses a producer id and sequence numbers (needs `acks = all`).
+    pub idempotent: bool,
+    /// How it picks partitions.
+    pub partition_choice: PartitionChoice,
+    /// The payload size of each record, in bytes.
+    pub record_bytes: u32,
+    /// The pause between two sends, in milliseconds.
+    pub send_interval_ms: u64,
+}
+
+/// How a consumer gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsumerMode {
+    /// Every partition of its topic, assigned by hand.
+    Assign,
+    /// A member of a consumer group subscribed to its topic.
+    Subscribe,
+}
+
+/// One consumer process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerSettings {
+    /// The topic it reads.
+    pub topic: String,
+    /// Assign or subscribe.
+    pub mode: ConsumerMode,
+    /// The group it joins (subscribe) and commits to; assign-mode consumers never commit.
+    pub group: String,
+    /// Commit after every this many polls; zero: never.
+    pub commit_every_polls: u32,
+    /// The longest time one poll waits, in milliseconds.
+    pub poll_timeout_ms: u64,
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSettings {
+    /// Topics created before the safety phase.
+    pub topics: Vec<TopicSettings>,
+    /// Producer processes.
+    pub producers: Vec<ProducerSettings>,
+    /// Consumer processes (the final drain is extra).
+    pub consumers: Vec<ConsumerSettings>,
+}
+
+/// Which pending writes a machine crash keeps (mirrors `skiff::io::sim_disk::CrashMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskCrashMode {
+    /// A random prefix of the pending writes, the first dropped one possibly torn.
+    KeepPrefix,
+    /// Each pending write independently (reordered writeback), possibly torn.
+    KeepIndependently,
+    /// Nothing unsynced.
+    LoseEverythingUnsynced,
+}
+
+impl DiskCrashMode {
+    /// The simulated disk's crash mode.
+    pub fn to_disk(self) -> skiff::io::sim_disk::CrashMode {
+        match self {
+            DiskCrashMode::KeepPrefix => skiff::io::sim_disk::CrashMode::KeepPrefix,
+            DiskCrashMode::KeepIndependently => skiff::io::sim_disk::CrashMode::KeepIndependently,
+            DiskCrashMode::LoseEverythingUnsynced => {
+                skiff::io::sim_disk::CrashMode::LoseEverythingUnsynced
+            }
+        }
+    }
+}
+
+/// How a broker goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CrashKind {
+    /// Power loss: the process dies and the disk loses what was not synced.
+    MachineCrash {
+        /// What the disk keeps.
+        mode: DiskCrashMode,
+    },
+    /// The process dies; the operating system's page cache survives.
+    ProcessCrash,
+    /// The broker shuts down cleanly, then starts again.
+    CleanRestart,
+}
+
+/// One fault of the safety phase. Node and client numbers count from zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// A broker goes down and comes back after `down_ms`.
+    Crash {
+        /// The broker.
+        broker: u32,
+        /// How it goes down.
+        kind: CrashKind,
+        /// How long it stays down.
+        down_ms: u64,
+    },
+    /// A broker node is paused for `duration_ms`.
+    Pause {
+        /// The broker.
+        broker: u32,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// The links between a client node and a broker are clogged for `duration_ms`.
+    ClientPartition {
+        /// The client process (its node).
+        client: u32,
+        /// The broker.
+        broker: u32,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// Every link loses packets with this rate for `duration_ms`.
+    PacketLoss {
+        /// The loss rate, at most [`PACKET_LOSS_RATE_MAX`].
+        rate: f64,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// Every link's latency is drawn from `min_ms..max_ms` for `duration_ms`.
+    LatencySpike {
+        /// The least latency.
+        min_ms: u64,
+        /// The most latency.
+        max_ms: u64,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// A broker's wall clock jumps to `skew_ms` away from true time (until the next jump or
+    /// the heal).
+    ClockJump {
+        /// The broker.
+        broker: u32,
+        /// The new skew.
+        skew_ms: i64,
+    },
+}
+
+impl Fault {
+    /// How long the fault lasts; zero for instantaneous ones.
+    pub fn duration_ms(&self) -> u64 {
+        match self {
+            Fault::Crash { down_ms, .. } => *down_ms,
+            Fault::Pause { duration_ms, .. }
+            | Fault::ClientPartition { duration_ms, .. }
+            | Fault::PacketLoss { duration_ms, .. }
+            | Fault::LatencySpike { duration_ms, .. } => *duration_ms,
+            Fault::ClockJump { .. } => 0,
+        }
+    }
+}
+
+/// A fault and when it starts, in milliseconds since the safety phase began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledFault {
+    /// When it starts.
+    pub at_ms: u64,
+    /// What it is.
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// Disk fault rates for the whole safety phase (see `skiff::io::SimDiskFaults`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DiskFaultSettings {
+    /// Per sync: EIO, leaving the partition offline until a restart.
+    pub sync_error_probability: f64,
+    /// Per read: a transient EIO.
+    pub read_error_probability: f64,
+    /// Per write: a transient EIO, possibly partly applied.
+    pub write_error_probability: f64,
+    /// Per read: one bit flipped (unsynced bytes only).
+    pub read_corruption_probability: f64,
+    /// Per read: a sector becomes unreadable (unsynced bytes only).
+    pub latent_sector_error_probability: f64,
+    /// Per operation: slow-disk latency.
+    pub slow_operation_probability: f64,
+    /// Per crash: reordered writeback rather than a prefix.
+    pub crash_independent_writes_probability: f64,
+    /// Whether healthy latency accrues (the broker does not sleep for it yet).
+    pub latency_enabled: bool,
+}
+
+impl DiskFaultSettings {
+    /// A perfect disk.
+    pub const fn none() -> Self {
+        DiskFaultSettings {
+            sync_error_probability: 0.0,
+            read_error_probability: 0.0,
+            write_error_probability: 0.0,
+            read_corruption_probability: 0.0,
+            latent_sector_error_probability: 0.0,
+            slow_operation_probability: 0.0,
+            crash_independent_writes_probability: 0.0,
+            latency_enabled: false,
+        }
+    }
+
+    /// The simulated disk's configuration, always within the budget protecting synced data.
+    pub fn to_disk(self) -> skiff::io::SimDiskFaults {
+        skiff::io::SimDiskFaults {
+            crash_independent_writes_probability: self.crash_independent_writes_probability,
+            sync_error_probability: self.sync_error_probability,
+            read_error_probability: self.read_error_probability,
+            write_error_probability: self.write_error_probability,
+            read_corruption_probability: self.read_corruption_probability,
+            latent_sector_error_probability: self.latent_sector_error_probability,
+            slow_operation_probability: self.slow_operation_probability,
+            latency_enabled: self.latency_enabled,
+            capacity_bytes: None,
+            budget: skiff::io::FaultBudget::protecting_synced_data(),
+        }
+    }
+}
+
+/// How long each phase lasts, in simulated milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseSettings {
+    /// Faults on; invariants checked continuously.
+    pub safety_ms: u64,
+    /// Faults healed; every producer must get an acknowledgement within it.
+    pub liveness_ms: u64,
+    /// The final drain must read every partition to its end within it.
+    pub drain_timeout_ms: u64,
+}
+
+/// Everything a run does, derived from its seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    /// The seed everything derives from (the simulation's own randomness included).
+    pub seed: u64,
+    /// The kind of world.
+    pub profile: FaultProfile,
+    /// The brokers.
+    pub cluster: ClusterSettings,
+    /// The clients.
+    pub workload: WorkloadSettings,
+    /// Disk fault rates of the safety phase.
+    pub disk_faults: DiskFaultSettings,
+    /// The faults of the safety phase, in start order.
+    pub schedule: Vec<ScheduledFault>,
+    /// Phase lengths.
+    pub phases: PhaseSettings,
+}
+
+/// How often each kind of fault happens in a profile: mean gaps between faults in
+/// milliseconds (`None`: never), and how long they last.
+#[derive(Debug, Clone, Copy)]
+struct Intensity {
+    crash_gap_ms: Option<(u64, u64)>,
+    crash_down_ms: (u64, u64),
+    pause_gap_ms: Option<(u64, u64)>,
+    pause_ms: (u64, u64),
+    partition_gap_ms: Option<(u64, u64)>,
+    partition_ms: (u64, u64),
+    weather_gap_ms: Option<(u64, u64)>,
+    weather_ms: (u64, u64),
+    clock_gap_ms: Option<(u64, u64)>,
+}
+
+impl Intensity {
+    const NONE: Intensity = Intensity {
+        crash_gap_ms: None,
+        crash_down_ms: (100, 2_000),
+        pause_gap_ms: None,
+        pause_ms: (100, 3_000),
+        partition_gap_ms: None,
+        partition_ms: (500, 5_000),
+        weather_gap_ms: None,
+        weather_ms: (500, 4_000),
+        clock_gap_ms: None,
+    };
+
+    fn of(profile: FaultProfile) -> Intensity {
+        match profile {
+            FaultProfile::NoFaults | FaultProfile::SlowDisk | FaultProfile::DiskFaults => {
+                Intensity::NONE
+            }
+            FaultProfile::Mixed => Intensity {
+                crash_gap_ms: Some((3_000, 10_000)),
+                pause_gap_ms: Some((3_000, 10_000)),
+                partition_gap_ms: Some((2_000, 8_000)),
+                weather_gap_ms: Some((3_000, 10_000)),
+                clock_gap_ms: Some((3_000, 10_000)),
+                ..Intensity::NONE
+            },
+            FaultProfile::HeavyPartitions => Intensity {
+                partition_gap_ms: Some((200, 2_000)),
+                partition_ms: (1_000, 8_000),
+                ..Intensity::NONE
+            },
+            FaultProfile::ManyCrashes => Intensity {
+                crash_gap_ms: Some((500, 3_000)),
+                crash_down_ms: (50, 1_500),
+                ..Intensity::NONE
+            },
+            FaultProfile::ClockAndNetworkChaos => Intensity {
+                weather_gap_ms: Some((500, 3_000)),
+                clock_gap_ms: Some((500, 3_000)),
+                ..Intensity::NONE
+            },
+        }
+    }
+}
+
+impl World {
+    /// Draws a world from `seed`. Pure: the same seed always gives the same world.
+    pub fn draw(seed: u64) -> World {
+        let mut random = StdRng::seed_from_u64(seed);
+        let profile = FaultProfile::ALL[random.gen_range(0..FaultProfile::ALL.len())];
+        let cluster = draw_cluster(&mut random, profile);
+        let workload = draw_workload(&mut random);
+        let disk_faults = draw_disk_faults(&mut random, profile, cluster.flush_policy);
+        let phases = PhaseSettings {
+            safety_ms: random.gen_range(SAFETY_PHASE_MS_MIN..=SAFETY_PHASE_MS_MAX),
+            liveness_ms: random.gen_range(LIVENESS_PHASE_MS_MIN..=LIVENESS_PHASE_MS_MAX),
+            drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
+        };
+        let clients = (workload.producers.len() + workload.consumers.len()) as u32;
+        let schedule = draw_schedule(&mut random, profile, &cluster, clients, phases.safety_ms);
+        let world = World {
+            seed,
+            profile,
+            cluster,
+            workload,
+            disk_faults,
+            schedule,
+            phases,
+        };
+        world.assert_valid();
+        world
+    }
+
+    /// The number of client processes (producers, then consumers), each on its own node.
+    pub fn client_count(&self) -> u32 {
+        (self.workload.producers.len() + self.workload.consumers.len()) as u32
+    }
+
+    /// Checks the rules of the fault model; a world breaking them (drawn or pinned by a
+    /// scenario) would make the checker cry wolf. Returns every problem found.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.cluster.brokers == 0 || self.cluster.brokers > BROKERS_MAX {
+            problems.push(format!("brokers must be within 1..={BROKERS_MAX}"));
+        }
+        if self.cluster.brokers != 1 {
+            problems.push("only single-broker worlds run so far".to_string());
+        }
+        if self.cluster.segment_bytes < skiff::config::SEGMENT_BYTES_MIN {
+            problems.push("segment_bytes is below the broker's minimum".to_string());
+        }
+        let interval = self.cluster.flush_policy.acknowledges_unsynced_data();
+        if interval && self.disk_faults.sync_error_probability > 0.0 {
+            problems.push(
+                "failed syncs may drop acknowledged pages under the interval policy".to_string(),
+            );
+        }
+        for producer in &self.workload.producers {
+            if producer.idempotent && producer.acks != AcksSetting::All {
+                problems.push("an idempotent producer needs acks = all".to_string());
+            }
+            if !(RECORD_BYTES_MIN..=RECORD_BYTES_MAX).contains(&producer.record_bytes) {
+                problems.push(format!(
+                    "record_bytes must be within {RECORD_BYTES_MIN}..={RECORD_BYTES_MAX}"
+                ));
+            }
+            if !self.has_topic(&producer.topic) {
+                problems.push(format!("producer topic {} is not created", producer.topic));
+            }
+        }
+        for consumer in &self.workload.consumers {
+            if !self.has_topic(&consumer.topic) {
+                problems.push(format!("consumer topic {} is not created", consumer.topic));
+            }
+        }
+        for scheduled in &self.schedule {
+            problems.extend(self.fault_problems(scheduled, interval));
+        }
+        problems
+    }
+
+    fn fault_problems(&self, scheduled: &ScheduledFault, interval: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        let end_ms = scheduled.at_ms + scheduled.fault.duration_ms();
+        if end_ms > self.phases.safety_ms {
+            problems.push(format!(
+                "a fault at {} ms outlives the safety phase",
+                scheduled.at_ms
+            ));
+        }
+        let broker = match &scheduled.fault {
+            Fault::Crash { broker, kind, .. } => {
+                if interval && matches!(kind, CrashKind::MachineCrash { .. }) {
+                    problems.push(
+                        "a machine crash loses acknowledged data under the interval policy"
+                            .to_string(),
+                    );
+                }
+                Some(*broker)
+            }
+            Fault::Pause { broker, .. } => Some(*broker),
+            Fault::ClientPartition { broker, client, .. } => {
+                if *client >= self.client_count() {
+                    problems.push(format!("client {client} does not exist"));
+                }
+                Some(*broker)
+            }
+            Fault::PacketLoss { rate, .. } => {
+                if !(0.0..=PACKET_LOSS_RATE_MAX).contains(rate) {
+                    problems.push(format!(
+                        "packet loss must be within 0..={PACKET_LOSS_RATE_MAX}"
+                    ));
+                }
+                None
+            }
+            Fault::LatencySpike { min_ms, max_ms, .. } => {
+                if min_ms >= max_ms {
+                    problems.push("a latency spike needs min_ms < max_ms".to_string());
+                }
+                None
+            }
+            Fault::ClockJump {
+                broker, skew_ms, ..
+            } => {
+                if skew_ms.abs() > CLOCK_SKEW_MS_MAX {
+                    problems.push(format!("clock skew is bounded by {CLOCK_SKEW_MS_MAX} ms"));
+                }
+                Some(*broker)
+            }
+        };
+        if broker.is_some_and(|broker| broker >= self.cluster.brokers) {
+            problems.push(format!(
+                "a fault names broker {broker:?}, which does not exist"
+            ));
+        }
+        problems
+    }
+
+    fn has_topic(&self, name: &str) -> bool {
+        self.workload.topics.iter().any(|topic| topic.name == name)
+    }
+
+    /// Panics if the world breaks the fault model: a drawn world doing so is a bug here.
+    pub fn assert_valid(&self) {
+        let problems = self.problems();
+        assert!(problems.is_empty(), "invalid world: {problems:?}");
+    }
+
+    /// Every setting, one per line, for the start of a run's output.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let json = serde_json::to_value(self).expect("a world serializes");
+        describe_value(&mut text, "", &json);
+        text
+    }
+}
+
+/// Flattens a JSON value into `path = value` lines.
+fn describe_value(text: &mut String, path: &str, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                let nested = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                describe_value(text, &nested, field);
+            }
+        }
+        serde_json::Value::Array(items) if !items.is_empty() => {
+            for (index, item) in items.iter().enumerate() {
+                describe_value(text, &format!("{path}[{index}]"), item);
+            }
+        }
+        _ => {
+            text.push_str(&format!("  {path} = {value}\n"));
+        }
+    }
+}
+
+fn draw_cluster(random: &mut StdRng, profile: FaultProfile) -> ClusterSettings {
+    // Disk-fault worlds need failed syncs, which only the sync policy tolerates.
+    let interval = profile != FaultProfile::DiskFaults && random.gen_bool(0.3);
+    let flush_policy = if interval {
+        FlushPolicySetting::Interval {
+            interval_ms: random.gen_range(FLUSH_INTERVAL_MS_MIN..=FLUSH_INTERVAL_MS_MAX),
+        }
+    } else {
+        FlushPolicySetting::Sync
+    };
+    ClusterSettings {
+        brokers: 1,
+        flush_policy,
+        segment_bytes: random.gen_range(SEGMENT_BYTES_MIN_DRAWN..=SEGMENT_BYTES_MAX_DRAWN),
+        group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS,
+    }
+}
+
+fn draw_workload(random: &mut StdRng) -> WorkloadSettings {
+    let topics: Vec<TopicSettings> = (0..random.gen_range(1..=TOPICS_MAX))
+        .map(|index| TopicSettings {
+            name: format!("topic-{index}"),
+            partitions: random.gen_range(1..=PARTITIONS_PER_TOPIC_MAX),
+        })
+        .collect();
+    let producers = (0..random.gen_range(1..=PRODUCERS_MAX))
+        .map(|_| {
+            let acks = if random.gen_bool(0.5) {
+                AcksSetting::All
+            } else {
+                AcksSetting::Leader
+            };
+            let choices = [
+                PartitionChoice::Explicit,
+                PartitionChoice::Keyed,
+                PartitionChoice::RoundRobin,
+            ];
+            ProducerSettings {
+                topic: topics[random.gen_range(0..topics.len())].name.clone(),
+                acks,
+                idempotent: acks == AcksSetting::All && random.gen_bool(0.7),
+                partition_choice: choices[random.gen_range(0..choices.len())],
+                record_bytes: random.gen_range(RECORD_BYTES_MIN..=RECORD_BYTES_MAX),
+                send_interval_ms: random.gen_range(SEND_INTERVAL_MS_MIN..=SEND_INTERVAL_MS_MAX),
+            }
+        })
+        .collect();
+    let consumers = (0..random.gen_range(0..=CONSUMERS_MAX))
+        .map(|index| {
+            let mode = if random.gen_bool(0.5) {
+                ConsumerMode::Subscribe
+            } else {
+                ConsumerMode::Assign
+            };
+            ConsumerSettings {
+                topic: topics[random.gen_range(0..topics.len())].name.clone(),
+                mode,
+                group: format!("group-{}", index % 2),
+                commit_every_polls: if mode == ConsumerMode::Subscribe {
+                    random.gen_range(0..=5)
+                } else {
+                    0
+                },
+                poll_timeout_ms: random.gen_range(100..=1_000),
+            }
+        })
+        .collect();
+    WorkloadSettings {
+        topics,
+        producers,
+        consumers,
+    }
+}
+
+fn draw_disk_faults(
+    random: &mut StdRng,
+    profile: FaultProfile,
+    flush_policy: FlushPolicySetting,
+) -> DiskFaultSettings {
+    let mut faults = DiskFaultSettings {
+        crash_independent_writes_probability: random.gen_range(0.0..=1.0),
+        latency_enabled: random.gen_bool(0.5),
+        ..DiskFaultSettings::none()
+    };
+    match profile {
+        FaultProfile::SlowDisk => {
+            faults.latency_enabled = true;
+            faults.slow_operation_probability = random.gen_range(0.1..=1.0);
+        }
+        FaultProfile::DiskFaults => {
+            faults.sync_error_probability = random.gen_range(0.0..=0.01);
+            faults.read_error_probability = random.gen_range(0.0..=0.05);
+            faults.write_error_probability = random.gen_range(0.0..=0.02);
+            faults.read_corruption_probability = random.gen_range(0.0..=0.02);
+            faults.latent_sector_error_probability = random.gen_range(0.0..=0.01);
+        }
+        FaultProfile::Mixed if random.gen_bool(0.5) => {
+            faults.read_error_probability = random.gen_range(0.0..=0.01);
+            faults.write_error_probability = random.gen_range(0.0..=0.01);
+            if !flush_policy.acknowledges_unsynced_data() {
+                faults.sync_error_probability = random.gen_range(0.0..=0.002);
+            }
+        }
+        _ => {}
+    }
+    faults
+}
+
+/// Draws the next start time on a timeline: a gap after `after`, or `None` past `end`.
+fn next_start(random: &mut StdRng, after: u64, gap_ms: (u64, u64), end: u64) -> Option<u64> {
+    let start = after + random.gen_range(gap_ms.0..=gap_ms.1);
+    (start < end).then_some(start)
+}
+
+/// Draws a duration within `range`, cut so the fault ends by `end`.
+fn draw_duration(random: &mut StdRng, start: u64, range: (u64, u64), end: u64) -> u64 {
+    random.gen_range(range.0..=range.1).min(end - start)
+}
+
+fn draw_schedule(
+    random: &mut StdRng,
+    profile: FaultProfile,
+    cluster: &ClusterSettings,
+    clients: u32,
+    safety_ms: u64,
+) -> Vec<ScheduledFault> {
+    let intensity = Intensity::of(profile);
+    let end = safety_ms - FAULT_MARGIN_MS;
+    let mut schedule = Vec::new();
+    for broker in 0..cluster.brokers {
+        draw_node_timeline(random, &intensity, cluster, broker, end, &mut schedule);
+        if let Some(gap) = intensity.clock_gap_ms {
+            let mut time = FAULT_MARGIN_MS;
+            while let Some(start) = next_start(random, time, gap, end) {
+                let skew_ms = random.gen_range(-CLOCK_SKEW_MS_MAX..=CLOCK_SKEW_MS_MAX);
+                schedule.push(ScheduledFault {
+                    at_ms: start,
+                    fault: Fault::ClockJump { broker, skew_ms },
+                });
+                time = start;
+            }
+        }
+    }
+    if let Some(gap) = intensity.partition_gap_ms {
+        for client in 0..clients {
+            let mut time = FAULT_MARGIN_MS;
+            while let Some(start) = next_start(random, time, gap, end) {
+                let duration_ms = draw_duration(random, start, intensity.partition_ms, end);
+                let broker = random.gen_range(0..cluster.brokers);
+                schedule.push(ScheduledFault {
+                    at_ms: start,
+                    fault: Fault::ClientPartition {
+                        client,
+                        broker,
+                        duration_ms,
+                    },
+                });
+                time = start + duration_ms;
+            }
+        }
+    }
+    if let Some(gap) = intensity.weather_gap_ms {
+        let mut time = FAULT_MARGIN_MS;
+        while let Some(start) = next_start(random, time, gap, end) {
+            let duration_ms = draw_duration(random, start, intensity.weather_ms, end);
+            let fault = if random.gen_bool(0.5) {
+                Fault::PacketLoss {
+                    rate: random.gen_range(0.01..=PACKET_LOSS_RATE_MAX),
+                    duration_ms,
+                }
+            } else {
+                let min_ms = random.gen_range(10..=200);
+                Fault::LatencySpike {
+                    min_ms,
+                    max_ms: min_ms + random.gen_range(1..=1_000),
+                    duration_ms,
+                }
+            };
+            schedule.push(ScheduledFault {
+                at_ms: start,
+                fault,
+            });
+            time = start + duration_ms;
+        }
+    }
+    // A stable sort keeps the drawing order of faults that start together.
+    schedule.sort_by_key(|scheduled| scheduled.at_ms);
+    schedule
+}
+
+/// Crashes and pauses of one broker, on one timeline so they never overlap.
+fn draw_node_timeline(
+    random: &mut StdRng,
+    intensity: &Intensity,
+    cluster: &ClusterSettings,
+    broker: u32,
+    end: u64,
+    schedule: &mut Vec<ScheduledFault>,
+) {
+    let gaps: Vec<(u64, u64)> = [intensity.crash_gap_ms, intensity.pause_gap_ms]
+        .into_iter()
+        .flatten()
+        .collect();
+    if gaps.is_empty() {
+        return;
+    }
+    let shortest_gap = (
+        gaps.iter().map(|gap| gap.0).min().unwrap_or(0),
+        gaps.iter().map(|gap| gap.1).min().unwrap_or(0),
+    );
+    let mut time = FAULT_MARGIN_MS;
+    while let Some(start) = next_start(random, time, shortest_gap, end) {
+        let crash = match (intensity.crash_gap_ms, intensity.pause_gap_ms) {
+            (Some(_), Some(_)) => random.gen_bool(0.5),
+            (crash, _) => crash.is_some(),
+        };
+        let fault = if crash {
+            let down_ms = draw_duration(random, start, intensity.crash_down_ms, end);
+            Fault::Crash {
+                broker,
+                kind: draw_crash_kind(random, cluster.flush_policy),
+                down_ms,
+            }
+        } else {
+            Fault::Pause {
+                broker,
+                duration_ms: draw_duration(random, start, intensity.pause_ms, end),
+            }
+        };
+        time = start + fault.duration_ms();
+        schedule.push(ScheduledFault {
+            at_ms: start,
+            fault,
+        });
+    }
+}
+
+fn draw_crash_kind(random: &mut StdRng, flush_policy: FlushPolicySetting) -> CrashKind {
+    let machine_crash_allowed = !flush_policy.acknowledges_unsynced_data();
+    match random.gen_range(0..4) {
+        0 | 1 if machine_crash_allowed => {
+            let modes = [
+                DiskCrashMode::KeepPrefix,
+                DiskCrashMode::KeepIndependently,
+                DiskCrashMode::LoseEverythingUnsynced,
+            ];
+            CrashKind::MachineCrash {
+                mode: modes[random.gen_range(0..modes.len())],
+            }
+        }
+        0 | 2 => CrashKind::ProcessCrash,
+        _ => CrashKind::CleanRestart,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawing_is_a_pure_function_of_the_seed() {
+        for seed in 0..50 {
+            assert_eq!(World::draw(seed), World::draw(seed));
+        }
+    }
+
+    #[test]
+    fn every_profile_is_drawn_by_some_seed() {
+        for profile in FaultProfile::ALL {
+            assert!(
+                (0..200).any(|seed| World::draw(seed).profile == profile),
+                "{profile:?} is never drawn"
+            );
+        }
+    }
+
+    #[test]
+    fn drawn_worlds_follow_the_fault_model() {
+        for seed in 0..500 {
+            let world = World::draw(seed);
+            assert!(
+                world.problems().is_empty(),
+                "seed {seed}: {:?}",
+                world.problems()
+            );
+            if world.profile == FaultProfile::NoFaults {
+                assert!(world.schedule.is_empty());
+                assert_eq!(world.disk_faults.sync_error_probability, 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn the_interval_policy_never_draws_a_machine_crash() {
+        for seed in 0..500 {
+            let world = World::draw(seed);
+            if world.cluster.flush_policy.acknowledges_unsynced_data() {
+                assert!(!world.schedule.iter().any(|scheduled| matches!(
+                    scheduled.fault,
+                    Fault::Crash {
+                        kind: CrashKind::MachineCrash { .. },
+                        ..
+                    }
+                )));
+            }
+        }
+    }
+
+    #[test]
+    fn a_world_round_trips_through_json() {
+        let world = World::draw(7);
+        let text = serde_json::to_string(&world).unwrap();
+        assert_eq!(serde_json::from_str::<World>(&text).unwrap(), world);
+    }
+
+    #[test]
+    fn the_drawn_world_of_seed_1_is_stable() {
+        insta::assert_json_snapshot!(World::draw(1));
+    }
+}
