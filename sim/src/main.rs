@@ -31,6 +31,12 @@ enum Command {
         /// Runs the seed twice and compares the trace hashes.
         #[arg(long)]
         check_determinism: bool,
+        /// Prints only the summary, as one JSON line (used by sweeps, one process per seed).
+        #[arg(long, hide = true)]
+        summary_json: bool,
+        /// With --report, writes the report only when the run fails.
+        #[arg(long)]
+        report_failures_only: bool,
     },
     /// Runs one seed and prints its trace hash (the same as `run`).
     Replay {
@@ -128,13 +134,31 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             scenario,
             report,
             check_determinism,
+            summary_json,
+            report_failures_only,
+        } => {
+            let options = simulated::RunOptions {
+                report,
+                check_determinism,
+                summary_json,
+                report_failures_only,
+            };
+            simulated::run(seed, scenario.as_ref(), options)
         }
-        | Command::Replay {
+        Command::Replay {
             seed,
             scenario,
             report,
             check_determinism,
-        } => simulated::run(seed, scenario.as_ref(), report, check_determinism),
+        } => {
+            let options = simulated::RunOptions {
+                report,
+                check_determinism,
+                summary_json: false,
+                report_failures_only: false,
+            };
+            simulated::run(seed, scenario.as_ref(), options)
+        }
         Command::Sweep {
             seeds,
             scenario,
@@ -226,32 +250,48 @@ mod simulated {
             .unwrap_or_else(|| label.to_string())
     }
 
+    pub struct RunOptions {
+        pub report: Option<PathBuf>,
+        pub check_determinism: bool,
+        pub summary_json: bool,
+        pub report_failures_only: bool,
+    }
+
     pub fn run(
         seed: u64,
         scenario: Option<&PathBuf>,
-        report_root: Option<PathBuf>,
-        check_determinism: bool,
+        options: RunOptions,
     ) -> Result<ExitCode, String> {
         let commit = skiff_sim::current_commit();
         let loaded = load_scenario(scenario)?;
         let world = runner::world_for(seed, loaded.as_ref()).map_err(|error| error.to_string())?;
         let label = loaded.as_ref().map(LoadedScenario::label);
-        println!("seed: {seed}");
-        println!("commit: {commit}");
-        if let Some(label) = &label {
-            println!("scenario: {label}");
+        if !options.summary_json {
+            println!("seed: {seed}");
+            println!("commit: {commit}");
+            if let Some(label) = &label {
+                println!("scenario: {label}");
+            }
+            println!("world:\n{}", world.describe());
         }
-        println!("world:\n{}", world.describe());
-        let (summary, result) = runner::run_on_fresh_thread(world.clone(), label.clone());
-        print_summary(&summary);
-        if let (Some(root), Some(result)) = (&report_root, &result) {
+        let (summary, result) = runner::run_on_fresh_thread(world, label);
+        if options.summary_json {
+            let json = serde_json::to_string(&summary).expect("summaries serialize");
+            println!("{}{json}", runner::SUMMARY_LINE_PREFIX);
+        } else {
+            print_summary(&summary);
+        }
+        let wanted = !options.report_failures_only || !summary.passed;
+        if let (Some(root), Some(result), true) = (&options.report, &result, wanted) {
             write_report(root, result, &summary, &commit);
         }
         let mut passed = summary.passed;
-        if check_determinism {
-            let (again, _) = runner::run_on_fresh_thread(world, label);
+        if options.check_determinism {
+            // The second run gets its own process: see `runner` for why a thread is not enough.
+            let exe = std::env::current_exe().map_err(|error| error.to_string())?;
+            let again = runner::run_in_child_process(&exe, seed, loaded.as_ref(), None);
             if again.trace_hash == summary.trace_hash && !summary.trace_hash.is_empty() {
-                println!("determinism: the second run gave the same trace hash");
+                println!("determinism: a second run in a fresh process gave the same trace hash");
             } else {
                 println!(
                     "determinism: FAILED: trace hashes {} and {} differ",
@@ -280,7 +320,7 @@ mod simulated {
             seeds.start, seeds.end
         );
         let started = std::time::Instant::now();
-        let on_done = |summary: &RunSummary, result: Option<&RunResult>| {
+        let on_done = |summary: &RunSummary| {
             println!(
                 "seed {:>6}: {:<10} {:<24} {:>6.1} sim s {:>6.0}x  {}",
                 summary.seed,
@@ -290,11 +330,10 @@ mod simulated {
                 summary.speed(),
                 summary.trace_hash
             );
-            if let (false, Some(root), Some(result)) = (summary.passed, &outputs.report, result) {
-                write_report(root, result, summary, &commit);
-            }
         };
-        let summaries = runner::sweep(seeds, loaded.as_ref(), jobs, &on_done)
+        let exe = std::env::current_exe().map_err(|error| error.to_string())?;
+        let report = outputs.report.as_deref();
+        let summaries = runner::sweep(&exe, seeds, loaded.as_ref(), jobs, report, &on_done)
             .map_err(|error| error.to_string())?;
         println!();
         print!("{}", report::sweep_table(&summaries));

@@ -1,9 +1,14 @@
-//! Running seeds: one fresh OS thread and one fresh madsim runtime per run, sweeps over
-//! ranges of seeds on a few worker threads, and determinism checks.
+//! Running seeds: one fresh OS thread and one fresh madsim runtime per run, one fresh
+//! process per seed for sweeps and determinism checks.
 //!
-//! Each run gets its own thread because madsim's runtime and some process-wide state (the
-//! order of a `HashMap`'s iteration on one thread, thread-local caches) must not leak from
-//! one seed into the next: a seed must give the same trace however it was run.
+//! A run gets its own thread because madsim seeds the thread's `HashMap` keys when the
+//! runtime is built, and thread-local caches must not leak from one seed into the next.
+//! A thread is not enough, though: tokio's `select!` picks its first branch with a
+//! thread-local generator whose seed mixes in a *process-wide* counter
+//! (`tokio::loom::std::rand::seed`), so the second run in a process sees other branch orders
+//! than the first. Until every `select!` in the broker and the client is `biased;`, only the
+//! first run in a process is reproducible; [`run_in_child_process`] runs each seed in its own
+//! process (`skiff-sim run --seed S --summary-json`), and sweeps and determinism checks use it.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,9 @@ use std::path::{Path, PathBuf};
 use crate::report::RunSummary;
 use crate::scenario::{Scenario, ScenarioError};
 use crate::world::World;
+
+/// The prefix of the line on which `run --summary-json` prints its summary.
+pub const SUMMARY_LINE_PREFIX: &str = "skiff-sim-summary: ";
 
 /// The stack of a run's thread: the broker, the clients and madsim's executor run on it.
 pub const RUN_THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -76,10 +84,95 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Runs one seed in a child process (`exe run --seed S --summary-json`), so nothing of an
+/// earlier run in this process can leak into it. `report` asks the child to write its
+/// report directory under that root if the run fails.
+pub fn run_in_child_process(
+    exe: &Path,
+    seed: u64,
+    scenario: Option<&LoadedScenario>,
+    report: Option<&Path>,
+) -> RunSummary {
+    let started = std::time::Instant::now();
+    let mut command = std::process::Command::new(exe);
+    command.args(["run", "--seed", &seed.to_string(), "--summary-json"]);
+    if let Some(loaded) = scenario {
+        command.arg("--scenario").arg(&loaded.path);
+    }
+    if let Some(report) = report {
+        command
+            .arg("--report")
+            .arg(report)
+            .arg("--report-failures-only");
+    }
+    let world = world_for(seed, scenario).unwrap_or_else(|_| World::draw(seed));
+    let label = scenario.map(LoadedScenario::label);
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(error) => {
+            let message = format!("cannot run {}: {error}", exe.display());
+            return RunSummary::from_panic(&world, label.as_deref(), message, 0.0);
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(SUMMARY_LINE_PREFIX))
+        .and_then(|json| serde_json::from_str::<RunSummary>(json).ok());
+    summary.unwrap_or_else(|| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let message = format!(
+            "the run's process ended with {} and no summary:\n{}",
+            output.status,
+            tail.join("\n")
+        );
+        let wall_seconds = started.elapsed().as_secs_f64();
+        RunSummary::from_panic(&world, label.as_deref(), message, wall_seconds)
+    })
+}
+
+/// Runs every seed of `seeds` on `jobs` workers, each seed in its own child process;
+/// `on_done` sees each summary as it finishes. Returns the summaries in seed order.
+pub fn sweep(
+    exe: &Path,
+    seeds: Range<u64>,
+    scenario: Option<&LoadedScenario>,
+    jobs: usize,
+    report: Option<&Path>,
+    on_done: &(dyn Fn(&RunSummary) + Sync),
+) -> Result<Vec<RunSummary>, ScenarioError> {
+    for seed in seeds.clone() {
+        world_for(seed, scenario)?;
+    }
+    let seeds: Vec<u64> = seeds.collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let summaries = std::sync::Mutex::new(Vec::with_capacity(seeds.len()));
+    let jobs = jobs.clamp(1, SWEEP_JOBS_MAX);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(seed) = seeds.get(index) else { return };
+                let summary = run_in_child_process(exe, *seed, scenario, report);
+                on_done(&summary);
+                summaries
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .push(summary);
+            });
+        }
+    });
+    let mut summaries = summaries
+        .into_inner()
+        .unwrap_or_else(|poison| poison.into_inner());
+    summaries.sort_by_key(|summary| summary.seed);
+    Ok(summaries)
+}
+
 #[cfg(madsim)]
 mod simulated {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     use std::time::Instant;
 
     use super::*;
@@ -111,49 +204,10 @@ mod simulated {
             }
         }
     }
-
-    /// Runs every seed of `seeds` on `jobs` workers, each seed on its own fresh thread;
-    /// `on_done` sees each summary (and result) as it finishes. Returns the summaries in
-    /// seed order.
-    pub fn sweep(
-        seeds: Range<u64>,
-        scenario: Option<&LoadedScenario>,
-        jobs: usize,
-        on_done: &(dyn Fn(&RunSummary, Option<&RunResult>) + Sync),
-    ) -> Result<Vec<RunSummary>, ScenarioError> {
-        let worlds: Vec<World> = seeds
-            .map(|seed| world_for(seed, scenario))
-            .collect::<Result<_, _>>()?;
-        let label = scenario.map(LoadedScenario::label);
-        let next = AtomicUsize::new(0);
-        let summaries = Mutex::new(Vec::with_capacity(worlds.len()));
-        let jobs = jobs.clamp(1, SWEEP_JOBS_MAX);
-        std::thread::scope(|scope| {
-            for _ in 0..jobs {
-                scope.spawn(|| loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(world) = worlds.get(index) else {
-                        return;
-                    };
-                    let (summary, result) = run_on_fresh_thread(world.clone(), label.clone());
-                    on_done(&summary, result.as_ref());
-                    summaries
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .push(summary);
-                });
-            }
-        });
-        let mut summaries = summaries
-            .into_inner()
-            .unwrap_or_else(|poison| poison.into_inner());
-        summaries.sort_by_key(|summary| summary.seed);
-        Ok(summaries)
-    }
 }
 
 #[cfg(madsim)]
-pub use simulated::{run_on_fresh_thread, sweep};
+pub use simulated::run_on_fresh_thread;
 
 #[cfg(test)]
 mod tests {

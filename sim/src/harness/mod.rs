@@ -120,6 +120,7 @@ async fn monitor(
             }
         }
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(Duration::from_millis(INVARIANT_CHECK_INTERVAL_MS)) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
