@@ -15,7 +15,7 @@
 //!
 //! The tracker is pure: the harness feeds it observations and it returns violations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,9 @@ pub struct InvariantTracker {
     high_watermarks: BTreeMap<(u32, PartitionKey), i64>,
     /// One past the highest acknowledged offset per partition.
     acknowledged_ends: BTreeMap<PartitionKey, i64>,
+    /// Partitions already reported for a high watermark below an acknowledgement: the
+    /// condition persists, and one report says it.
+    reported_below_acknowledged: BTreeSet<(u32, PartitionKey)>,
     violations: Vec<Violation>,
     violation_count: u64,
     observations: u64,
@@ -71,7 +74,11 @@ impl InvariantTracker {
     ) {
         self.observations += 1;
         let acknowledged_end = self.acknowledged_ends.get(&partition).copied().unwrap_or(0);
-        if high_watermark < acknowledged_end {
+        if high_watermark < acknowledged_end
+            && self
+                .reported_below_acknowledged
+                .insert((broker, partition.clone()))
+        {
             self.violate(
                 time_ms,
                 broker,
@@ -92,6 +99,8 @@ impl InvariantTracker {
                 "{}-{}: high watermark went back from {} to {high_watermark}",
                 partition.0, partition.1, *previous
             );
+            // The new value is the baseline from now on, so one drop is reported once.
+            *previous = high_watermark;
             self.violate(time_ms, broker, description);
         } else {
             *previous = high_watermark;
@@ -158,6 +167,8 @@ mod tests {
         tracker.observe(0, 0, partition(), 5);
         tracker.observe(1, 0, partition(), 3);
         assert_eq!(tracker.violation_count(), 1);
+        tracker.observe(2, 0, partition(), 4);
+        assert_eq!(tracker.violation_count(), 1, "a drop is reported once");
     }
 
     #[test]
@@ -166,7 +177,13 @@ mod tests {
         tracker.acknowledged(partition(), 7);
         tracker.observe(0, 0, partition(), 7);
         assert_eq!(tracker.violation_count(), 1);
-        tracker.observe(1, 0, partition(), 8);
+        tracker.observe(1, 0, partition(), 7);
+        assert_eq!(
+            tracker.violation_count(),
+            1,
+            "a persisting condition is reported once"
+        );
+        tracker.observe(2, 0, partition(), 8);
         assert_eq!(tracker.violation_count(), 1);
     }
 }

@@ -286,6 +286,21 @@ mod simulated {
             write_report(root, result, &summary, &commit);
         }
         let mut passed = summary.passed;
+        if let Some(expected) = loaded
+            .as_ref()
+            .and_then(|loaded| loaded.scenario.expected_failure)
+        {
+            let detected = summary
+                .failures
+                .iter()
+                .any(|failure| failure.kind == expected);
+            println!(
+                "known-bad world: expected a {} failure: {}",
+                expected.name(),
+                if detected { "detected" } else { "NOT DETECTED" }
+            );
+            passed = detected;
+        }
         if options.check_determinism {
             // The second run gets its own process: see `runner` for why a thread is not enough.
             let exe = std::env::current_exe().map_err(|error| error.to_string())?;

@@ -74,6 +74,8 @@ pub struct FaultLogEntry {
 pub struct LivenessReport {
     /// Simulated milliseconds at which everything was healed.
     pub healed_at_ms: u64,
+    /// Simulated milliseconds by which every producer must have had an acknowledgement.
+    pub progress_deadline_ms: u64,
     /// Per producer, the simulated milliseconds of its first acknowledgement after healing.
     pub first_acknowledgement_after_heal_ms: Vec<Option<u64>>,
     /// Whether the final drain read every partition to its end.
@@ -272,12 +274,13 @@ fn liveness_failures(liveness: &LivenessReport) -> Vec<Failure> {
         .iter()
         .enumerate()
     {
-        if first.is_none() {
+        if first.is_none_or(|first| first > liveness.progress_deadline_ms) {
             failures.push(Failure {
                 kind: FailureKind::Liveness,
                 description: format!(
-                    "producer {producer} got no acknowledgement after the heal at {} ms",
-                    liveness.healed_at_ms
+                    "producer {producer} got no acknowledgement between the heal at {} ms and \
+                     {} ms",
+                    liveness.healed_at_ms, liveness.progress_deadline_ms
                 ),
             });
         }

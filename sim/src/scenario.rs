@@ -26,6 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::FailureKind;
 use crate::world::World;
 
 /// A parsed scenario file.
@@ -41,6 +42,13 @@ pub struct Scenario {
     /// The partial world merged over the drawn one.
     #[serde(default)]
     pub world: toml::Table,
+    /// Whether the world deliberately breaks the fault model (a known-bad world, to show
+    /// that the simulator detects what it must): the merged world is then not validated.
+    #[serde(default)]
+    pub breaks_fault_model: bool,
+    /// The failure a known-bad world must produce.
+    #[serde(default)]
+    pub expected_failure: Option<FailureKind>,
 }
 
 /// Why a scenario cannot be used.
@@ -116,7 +124,7 @@ impl Scenario {
             serde_json::from_value(merged).map_err(|error| invalid(error.to_string()))?;
         world.schedule.sort_by_key(|scheduled| scheduled.at_ms);
         let problems = world.problems();
-        if !problems.is_empty() {
+        if !problems.is_empty() && !self.breaks_fault_model {
             return Err(invalid(problems.join("; ")));
         }
         Ok(world)
@@ -192,6 +200,18 @@ mod tests {
     #[test]
     fn a_scenario_cannot_pin_the_seed() {
         assert!(Scenario::parse("[world]\nseed = 4\n").is_err());
+    }
+
+    #[test]
+    fn known_bad_scenarios_say_what_they_break() {
+        let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad");
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            let scenario = Scenario::load(&path).unwrap();
+            assert!(scenario.breaks_fault_model, "{}", path.display());
+            assert!(scenario.expected_failure.is_some(), "{}", path.display());
+            scenario.apply(&World::draw(1)).unwrap();
+        }
     }
 
     #[test]

@@ -84,3 +84,26 @@ fn three_seeds_are_deterministic() {
         assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}");
     }
 }
+
+/// Known-bad worlds (which break the fault model on purpose) must be caught, each by the
+/// failure kind it names.
+#[test]
+fn known_bad_worlds_are_detected() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad");
+    for entry in std::fs::read_dir(directory).expect("the directory exists") {
+        let loaded = LoadedScenario::load(&entry.expect("an entry").path()).expect("loads");
+        let expected = loaded.scenario.expected_failure.expect("names its failure");
+        for seed in [1, 2] {
+            let summary = run(seed, Some(&loaded));
+            assert!(
+                summary
+                    .failures
+                    .iter()
+                    .any(|failure| failure.kind == expected),
+                "{}: seed {seed} was not caught as {expected:?}: {:?}",
+                loaded.label(),
+                summary.failures
+            );
+        }
+    }
+}

@@ -229,6 +229,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
                 .collect()
         })
         .collect();
+    let progress_deadline_ms = healed_at_ms + world.phases.liveness_ms;
     let state = recorder.lock();
     let verdict = skiff_checker::check(&state.history, &CheckOptions::default());
     RunResult {
@@ -241,6 +242,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         invariant_observations: state.invariants.observation_count(),
         liveness: LivenessReport {
             healed_at_ms,
+            progress_deadline_ms,
             first_acknowledgement_after_heal_ms: state.first_acknowledgement_after_heal_ms.clone(),
             drain_complete: drained.complete,
             drained_records: drained.records,
