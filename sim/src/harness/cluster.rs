@@ -29,6 +29,8 @@ use crate::world::{CrashKind, World};
 
 /// The port every broker listens on.
 pub const BROKER_PORT: u16 = 9092;
+/// The pause before a failed broker start is tried again, as a service manager would.
+pub const START_RETRY_BACKOFF_MS: u64 = 1_000;
 /// How long a clean shutdown may take before the node is killed anyway.
 pub const CLEAN_SHUTDOWN_MS_MAX: u64 = skiff::server::SHUTDOWN_DRAIN_MS_MAX + 5_000;
 
@@ -237,6 +239,10 @@ impl BrokerNode {
 }
 
 /// One incarnation of a broker: start, publish, serve until asked to shut down.
+///
+/// Like a service manager, it retries a failed start after [`START_RETRY_BACKOFF_MS`]: while
+/// disk faults are on, recovery may hit an I/O error. Each failure is logged as a fault; a
+/// failure after the heal, on a healthy disk, is an invariant violation.
 async fn serve(
     config: BrokerConfig,
     seams: Seams,
@@ -246,20 +252,33 @@ async fn serve(
     shutdown_finished: Arc<Notify>,
     recorder: Recorder,
 ) {
-    match skiff::server::start(config, seams).await {
-        Ok(server) => {
-            *lock(&slot) = Some(server.broker.clone());
-            shutdown_requested.notified().await;
-            lock(&slot).take();
-            server.shutdown().await;
-            shutdown_finished.notify_one();
-        }
-        Err(error) => {
-            let time_ms = recorder.now_ms();
-            recorder
-                .lock()
-                .invariants
-                .start_failed(time_ms, index, &error.to_string());
+    loop {
+        match skiff::server::start(config.clone(), seams.clone()).await {
+            Ok(server) => {
+                *lock(&slot) = Some(server.broker.clone());
+                shutdown_requested.notified().await;
+                lock(&slot).take();
+                server.shutdown().await;
+                shutdown_finished.notify_one();
+                break;
+            }
+            Err(error) => {
+                let description = format!("broker-{index} failed to start: {error}");
+                if recorder.lock().healed_at_ms.is_some() {
+                    let time_ms = recorder.now_ms();
+                    let mut state = recorder.lock();
+                    state
+                        .invariants
+                        .start_failed(time_ms, index, &error.to_string());
+                }
+                recorder.nemesis(
+                    skiff_checker::Op::Fault {
+                        description: description.clone(),
+                    },
+                    description,
+                );
+                tokio::time::sleep(Duration::from_millis(START_RETRY_BACKOFF_MS)).await;
+            }
         }
     }
     // The node stays up (a finished init task would make madsim exit the node).
