@@ -13,8 +13,7 @@
 //! profile = "many-crashes"
 //! cluster.flush_policy = { kind = "sync" }
 //! schedule = [
-//!   { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
-//!     kind = { kind = "machine-crash", mode = "lose-everything-unsynced" } },
+//!   { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500, kind = { kind = "machine-crash", mode = "lose-everything-unsynced" } },
 //! ]
 //! ```
 //!
@@ -160,8 +159,7 @@ mod tests {
             [world]
             cluster.flush_policy = { kind = "sync" }
             schedule = [
-              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
-                kind = { kind = "machine-crash", mode = "keep-prefix" } },
+              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500, kind = { kind = "machine-crash", mode = "keep-prefix" } },
             ]
             "#,
         )
@@ -188,8 +186,7 @@ mod tests {
             [world]
             cluster.flush_policy = { kind = "interval", interval_ms = 500 }
             schedule = [
-              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500,
-                kind = { kind = "machine-crash", mode = "keep-prefix" } },
+              { at_ms = 5000, fault = "crash", broker = 0, down_ms = 500, kind = { kind = "machine-crash", mode = "keep-prefix" } },
             ]
             "#,
         )
