@@ -292,8 +292,11 @@ impl Partition {
     }
 
     /// Applies retention; returns how many segments were deleted.
+    /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
     pub fn apply_retention(&self, wall_ms: i64) -> Result<usize, PartitionError> {
-        Ok(self.lock().log.apply_retention(wall_ms)?)
+        let mut state = self.lock();
+        state.producers.expire(wall_ms);
+        Ok(state.log.apply_retention(wall_ms)?)
     }
 
     pub fn update_config(&self, config: LogConfig) {
