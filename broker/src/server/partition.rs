@@ -224,12 +224,18 @@ impl Partition {
         let Some(plan) = self.lock().log.begin_sync() else {
             return true;
         };
-        let disk = disk.clone();
+        let disk_for_io = disk.clone();
         let (plan, result) = tasks::run_blocking(move || {
-            let result = plan.execute(disk.as_ref());
+            let result = plan.execute(disk_for_io.as_ref());
             (plan, result)
         })
         .await;
+        // A simulated disk reports how long its operations took; the real disk reports nothing,
+        // having taken the time already.
+        let latency = disk.take_simulated_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         match result {
             Ok(()) => {
                 self.lock().log.complete_sync(plan.end_offset);
