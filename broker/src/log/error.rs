@@ -25,7 +25,9 @@ pub enum BatchError {
     #[error("record batch CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
     /// The record count or last offset delta cannot describe a real batch.
-    #[error("record batch has {record_count} records but a last offset delta of {last_offset_delta}")]
+    #[error(
+        "record batch has {record_count} records but a last offset delta of {last_offset_delta}"
+    )]
     InvalidRecordCount {
         record_count: i32,
         last_offset_delta: i32,

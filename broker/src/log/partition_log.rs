@@ -8,9 +8,7 @@ use bytes::Bytes;
 
 use super::config::LogConfig;
 use super::error::{BatchError, LogError};
-use super::record_batch::{
-    set_base_offset, set_partition_leader_epoch, RecordBatchHeader,
-};
+use super::record_batch::{set_base_offset, set_partition_leader_epoch, RecordBatchHeader};
 use super::recovery::{recover_segments, Checkpoint, RecoveryReport};
 use super::retention::{segments_to_delete, SegmentSummary};
 use super::segment::{remove_segment_files, Segment, SEGMENT_OFFSETS_MAX};
@@ -34,6 +32,18 @@ pub struct SyncPlan {
     directories: Vec<PathBuf>,
     /// A new recovery point to record after everything else is durable.
     checkpoint: Option<(PathBuf, Checkpoint)>,
+}
+
+impl std::fmt::Debug for SyncPlan {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SyncPlan")
+            .field("end_offset", &self.end_offset)
+            .field("files", &self.files.len())
+            .field("directories", &self.directories)
+            .field("checkpoint", &self.checkpoint)
+            .finish()
+    }
 }
 
 impl SyncPlan {
@@ -119,8 +129,13 @@ impl PartitionLog {
         disk.sync_dir(dir)?;
         let log_end_offset = segments.last().expect("never empty").next_offset();
         let mut recovery_point = checkpoint.map_or(0, |checkpoint| checkpoint.recovery_point);
-        if checkpoint.is_some_and(|checkpoint| checkpoint.clean) {
-            // Until the next clean close the last segment's index files go stale.
+        let stale = checkpoint.is_some_and(|checkpoint| {
+            checkpoint.clean || checkpoint.recovery_point > log_end_offset
+        });
+        if stale {
+            // Until the next clean close the last segment's index files go stale; and a recovery
+            // point past the end (a truncation that crashed before lowering it) would otherwise
+            // come to cover segments written later and never synced.
             recovery_point = recovery_point.min(log_end_offset);
             Checkpoint {
                 recovery_point,
@@ -146,7 +161,9 @@ impl PartitionLog {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -255,9 +272,9 @@ impl PartitionLog {
         }
         let too_big = active.size_bytes() + batch_bytes as u64 > self.config.segment_bytes;
         let too_old = wall_ms.saturating_sub(active.created_wall_ms()) >= self.config.segment_ms;
-        let too_many_offsets =
-            header.next_offset() - header.base_offset + active.next_offset() - active.base_offset()
-                > SEGMENT_OFFSETS_MAX;
+        let too_many_offsets = header.next_offset() - header.base_offset + active.next_offset()
+            - active.base_offset()
+            > SEGMENT_OFFSETS_MAX;
         too_big || too_old || too_many_offsets
     }
 
@@ -279,7 +296,9 @@ impl PartitionLog {
     }
 
     /// What must be synced to make the current log end durable, or `None` if it already is.
+    /// One sync runs at a time: call `complete_sync` (or drop the log after a failure) first.
     pub fn begin_sync(&mut self) -> Option<SyncPlan> {
+        assert!(self.sync_in_flight.is_none(), "one sync at a time");
         let nothing_to_do = !self.active_unsynced
             && self.unsynced_files.is_empty()
             && !self.directory_unsynced
@@ -461,7 +480,10 @@ impl PartitionLog {
             })
             .collect();
         let count = segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms);
-        assert!(count < self.segments.len(), "retention never deletes the active segment");
+        assert!(
+            count < self.segments.len(),
+            "retention never deletes the active segment"
+        );
         for segment in self.segments.drain(..count) {
             remove_segment_files(&*self.disk, &self.dir, segment.base_offset())?;
             self.directory_unsynced = true;
@@ -486,7 +508,10 @@ impl PartitionLog {
         for segment in self.segments.drain(index + 1..) {
             remove_segment_files(&*self.disk, &self.dir, segment.base_offset())?;
         }
-        let segment = self.segments.last_mut().expect("the holding segment remains");
+        let segment = self
+            .segments
+            .last_mut()
+            .expect("the holding segment remains");
         let (position, new_end) = match segment.find(offset)? {
             Some((position, header)) => (position, header.base_offset),
             None => (segment.size_bytes(), segment.next_offset()),

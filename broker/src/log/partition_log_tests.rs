@@ -58,8 +58,12 @@ fn offsets_of(bytes: &[u8]) -> Vec<(i64, i64)> {
 fn appends_assign_dense_offsets_and_read_back_patched_batches() {
     let disk = SimDisk::new();
     let mut log = open(&disk, LogConfig::default());
-    let first = log.append(&batch(&[b"a", b"b"], START_MS), 3, START_MS).unwrap();
-    let second = log.append(&batch(&[b"c"], START_MS + 5), 3, START_MS).unwrap();
+    let first = log
+        .append(&batch(&[b"a", b"b"], START_MS), 3, START_MS)
+        .unwrap();
+    let second = log
+        .append(&batch(&[b"c"], START_MS + 5), 3, START_MS)
+        .unwrap();
     assert_eq!((first.base_offset, first.last_offset), (0, 1));
     assert_eq!((second.base_offset, second.last_offset), (2, 2));
     assert_eq!(log.log_end_offset(), 3);
@@ -116,9 +120,11 @@ fn rolls_by_size_and_by_age_and_reads_across_segments() {
     let disk = SimDisk::new();
     let mut log = open(&disk, config);
     log.append(&batch(&[b"x"], START_MS), 0, START_MS).unwrap();
-    log.append(&batch(&[b"x"], START_MS), 0, START_MS + 999).unwrap();
+    log.append(&batch(&[b"x"], START_MS), 0, START_MS + 999)
+        .unwrap();
     assert_eq!(log.segment_count(), 1);
-    log.append(&batch(&[b"x"], START_MS), 0, START_MS + 1000).unwrap();
+    log.append(&batch(&[b"x"], START_MS), 0, START_MS + 1000)
+        .unwrap();
     assert_eq!(log.segment_count(), 2);
 }
 
@@ -130,9 +136,14 @@ fn rejects_batches_over_the_limits() {
         ..LogConfig::default()
     };
     let mut log = open(&disk, config);
-    let error = log.append(&sized_batch(3, 100, START_MS), 0, START_MS).unwrap_err();
+    let error = log
+        .append(&sized_batch(3, 100, START_MS), 0, START_MS)
+        .unwrap_err();
     assert!(matches!(error, LogError::RecordTooLarge { limit: 200, .. }));
-    assert_eq!(error.kafka_error(), kafka_protocol::ResponseError::MessageTooLarge);
+    assert_eq!(
+        error.kafka_error(),
+        kafka_protocol::ResponseError::MessageTooLarge
+    );
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -154,7 +165,10 @@ fn retention_by_time_and_size_deletes_whole_sealed_segments() {
     assert_eq!(deleted, segments - 1);
     assert_eq!(log.segment_count(), 1);
     assert!(log.log_start_offset() > 0);
-    assert!(matches!(log.read(0, 10, 100), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 10, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     let base = log.log_start_offset();
     assert!(!disk.exists(&segment_path(Path::new(DIR), 0, LOG_EXTENSION)));
     assert!(disk.exists(&segment_path(Path::new(DIR), base, LOG_EXTENSION)));
@@ -181,7 +195,8 @@ fn truncate_to_cuts_at_the_batch_holding_the_offset_and_survives_a_crash() {
     log.truncate_to(31).unwrap();
     assert_eq!(log.log_end_offset(), 30);
     assert_eq!(log.durable_end_offset(), 30);
-    log.append(&batch(&[b"new"], START_MS), 9, START_MS).unwrap();
+    log.append(&batch(&[b"new"], START_MS), 9, START_MS)
+        .unwrap();
     sync(&mut log, &disk);
     drop(log);
     disk.crash(7);
@@ -189,7 +204,10 @@ fn truncate_to_cuts_at_the_batch_holding_the_offset_and_survives_a_crash() {
     assert_eq!(log.log_end_offset(), 31);
     let bytes = log.read(30, 1 << 20, 31).unwrap();
     assert_eq!(validate(&bytes).unwrap().partition_leader_epoch, 9);
-    assert!(matches!(log.truncate_to(-1), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.truncate_to(-1),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -198,7 +216,10 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let mut log = open(&disk, small_config());
     fill(&mut log, 20);
     // Batch `i` holds offsets 3i..3i+2 with timestamps START_MS + 1000 i + 0..2.
-    assert_eq!(log.offset_for_timestamp(0, i64::MAX).unwrap(), Some((0, START_MS)));
+    assert_eq!(
+        log.offset_for_timestamp(0, i64::MAX).unwrap(),
+        Some((0, START_MS))
+    );
     assert_eq!(
         log.offset_for_timestamp(START_MS + 7001, i64::MAX).unwrap(),
         Some((22, START_MS + 7001))
@@ -208,7 +229,11 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         Some((24, START_MS + 8000))
     );
     assert_eq!(log.offset_for_timestamp(START_MS + 7003, 24).unwrap(), None);
-    assert_eq!(log.offset_for_timestamp(START_MS + 50_000, i64::MAX).unwrap(), None);
+    assert_eq!(
+        log.offset_for_timestamp(START_MS + 50_000, i64::MAX)
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -229,9 +254,13 @@ fn clean_close_trusts_indexes_and_crash_rescans() {
     fill(&mut log, 20);
     let before = log.read(0, 1 << 20, i64::MAX).unwrap();
     log.close().unwrap();
-    let (log, report) =
-        PartitionLog::open(Arc::new(disk.clone()), Path::new(DIR), small_config(), START_MS)
-            .unwrap();
+    let (log, report) = PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new(DIR),
+        small_config(),
+        START_MS,
+    )
+    .unwrap();
     assert!(report.clean_shutdown);
     assert_eq!(report.segments_scanned, 0);
     assert_eq!(report.segments_loaded, log.segment_count());
@@ -243,9 +272,13 @@ fn clean_close_trusts_indexes_and_crash_rescans() {
     );
     drop(log);
     disk.crash_losing_everything_unsynced();
-    let (log, report) =
-        PartitionLog::open(Arc::new(disk.clone()), Path::new(DIR), small_config(), START_MS)
-            .unwrap();
+    let (log, report) = PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new(DIR),
+        small_config(),
+        START_MS,
+    )
+    .unwrap();
     assert!(!report.clean_shutdown);
     assert_eq!(report.segments_scanned, 1, "{report:?}");
     assert_eq!(log.log_end_offset(), 60);
@@ -280,9 +313,13 @@ fn recovery_truncates_at_a_corrupt_batch_and_deletes_later_segments() {
     disk.remove_file(&Path::new(DIR).join("recovery-point.checkpoint"))
         .unwrap();
 
-    let (log, report) =
-        PartitionLog::open(Arc::new(disk.clone()), Path::new(DIR), small_config(), START_MS)
-            .unwrap();
+    let (log, report) = PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new(DIR),
+        small_config(),
+        START_MS,
+    )
+    .unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(report.segments_deleted, segments - 2);
     assert_eq!(log.segment_count(), 2);
@@ -303,8 +340,10 @@ fn unexpected_files_make_the_directory_corrupt_and_leftovers_are_removed() {
     let log = open(&disk, small_config());
     log.close().unwrap();
     let dir = Path::new(DIR);
-    disk.open(&dir.join("recovery-point.checkpoint.tmp"), true).unwrap();
-    disk.open(&dir.join("00000000000000000500.index"), true).unwrap();
+    disk.open(&dir.join("recovery-point.checkpoint.tmp"), true)
+        .unwrap();
+    disk.open(&dir.join("00000000000000000500.index"), true)
+        .unwrap();
     let (_, report) =
         PartitionLog::open(Arc::new(disk.clone()), dir, small_config(), START_MS).unwrap();
     assert_eq!(report.stray_files_removed, 2);
@@ -333,4 +372,56 @@ fn a_new_directory_survives_a_crash() {
     disk.crash_losing_everything_unsynced();
     let log = open(&disk, small_config());
     assert_eq!(log.log_end_offset(), 9);
+}
+
+#[test]
+fn insane_index_files_are_rebuilt_from_the_log() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk, small_config());
+    fill(&mut log, 20);
+    let before = log.read(0, 1 << 20, i64::MAX).unwrap();
+    log.close().unwrap();
+    let dir = Path::new(DIR);
+    // Swap the first two entries of the first offset index: no longer increasing.
+    let index = disk
+        .open(
+            &segment_path(dir, 0, super::segment::INDEX_EXTENSION),
+            false,
+        )
+        .unwrap();
+    let mut entries = [0u8; 16];
+    index.read_exact_at(&mut entries, 0).unwrap();
+    let (first, second) = entries.split_at(8);
+    index.write_at(&[second, first].concat(), 0).unwrap();
+    index.sync().unwrap();
+    let (log, report) =
+        PartitionLog::open(Arc::new(disk.clone()), dir, small_config(), START_MS).unwrap();
+    assert_eq!(report.indexes_rebuilt, 1, "{report:?}");
+    assert_eq!(log.read(0, 1 << 20, i64::MAX).unwrap(), before);
+    for offset in 0..60 {
+        let bytes = log.read(offset, 1, i64::MAX).unwrap();
+        let header = validate(&bytes).unwrap();
+        assert!(header.base_offset <= offset && offset <= header.last_offset());
+    }
+}
+
+#[test]
+fn a_recovery_point_past_the_log_end_is_lowered_on_open() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk, small_config());
+    fill(&mut log, 20);
+    log.close().unwrap();
+    let dir = Path::new(DIR);
+    super::recovery::Checkpoint {
+        recovery_point: 1_000,
+        clean: false,
+    }
+    .write(&disk, dir)
+    .unwrap();
+    let log = open(&disk, small_config());
+    drop(log);
+    let checkpoint = super::recovery::Checkpoint::read(&disk, dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.recovery_point, 60);
 }

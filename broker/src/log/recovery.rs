@@ -21,8 +21,8 @@ use super::error::LogError;
 use super::offset_index::OffsetIndex;
 use super::record_batch::{validate, RecordBatchHeader, HEADER_BYTES};
 use super::segment::{
-    parse_base_offset, remove_segment_files, segment_path, Segment, INDEX_EXTENSION,
-    LOG_EXTENSION, SEGMENT_OFFSETS_MAX, TIME_INDEX_EXTENSION,
+    parse_base_offset, remove_segment_files, segment_path, Segment, INDEX_EXTENSION, LOG_EXTENSION,
+    SEGMENT_OFFSETS_MAX, TIME_INDEX_EXTENSION,
 };
 use super::time_index::TimeIndex;
 use crate::io::disk::{read_whole, write_atomically};

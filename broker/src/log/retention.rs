@@ -26,7 +26,9 @@ pub fn segments_to_delete(
     } else {
         sealed
             .iter()
-            .take_while(|segment| wall_ms.saturating_sub(segment.max_timestamp) > config.retention_ms)
+            .take_while(|segment| {
+                wall_ms.saturating_sub(segment.max_timestamp) > config.retention_ms
+            })
             .count()
     };
     let by_size = if config.retention_bytes == RETENTION_UNLIMITED {

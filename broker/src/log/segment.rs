@@ -117,7 +117,8 @@ impl Segment {
             ),
             None => (NO_TIMESTAMP, base_offset),
         };
-        let bytes_since_index_entry = size_bytes - u64::from(offset_index.last_position().unwrap_or(0));
+        let bytes_since_index_entry =
+            size_bytes - u64::from(offset_index.last_position().unwrap_or(0));
         Segment {
             base_offset,
             log_file,
@@ -178,7 +179,10 @@ impl Segment {
         header: &RecordBatchHeader,
         index_interval_bytes: u32,
     ) -> Result<(), LogError> {
-        assert_eq!(header.base_offset, self.next_offset, "offsets must be dense");
+        assert_eq!(
+            header.base_offset, self.next_offset,
+            "offsets must be dense"
+        );
         assert_eq!(header.total_bytes(), batch.len());
         let position = self.size_bytes;
         self.log_file.write_at(batch, position)?;
@@ -188,7 +192,12 @@ impl Segment {
 
     /// Accounts for a batch that lies at `position`, the current end of the segment: advances
     /// the size and next offset and adds index entries every `index_interval_bytes`.
-    pub fn index_batch(&mut self, header: &RecordBatchHeader, position: u64, index_interval_bytes: u32) {
+    pub fn index_batch(
+        &mut self,
+        header: &RecordBatchHeader,
+        position: u64,
+        index_interval_bytes: u32,
+    ) {
         assert_eq!(position, self.size_bytes);
         assert_eq!(header.base_offset, self.next_offset);
         let position_u32 = u32::try_from(position).expect("segment positions fit in u32");
@@ -234,7 +243,10 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(None);
         }
-        let mut position = u64::from(self.offset_index.lookup(self.relative(offset.max(self.base_offset))));
+        let mut position = u64::from(
+            self.offset_index
+                .lookup(self.relative(offset.max(self.base_offset))),
+        );
         // Bounded: every step moves forward by at least one header.
         while position < self.size_bytes {
             let header = self.header_at(position)?;

@@ -455,7 +455,7 @@ impl Broker {
                 if !partition.flush(&self.seams.disk).await {
                     tracing::error!(topic = %topic.name, partition = partition.index, "final sync failed");
                 }
-                partition.close();
+                partition.close().await;
                 self.stop_syncer(&topic.name, partition.index);
             }
         }

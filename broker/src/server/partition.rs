@@ -62,6 +62,8 @@ pub struct Partition {
     /// The durable end offset, published after each sync.
     durable_end: watch::Sender<i64>,
     sync_requested: Notify,
+    /// The log allows one sync at a time; the syncer, a shutdown flush and a close take turns.
+    sync_turn: tokio::sync::Mutex<()>,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     data_visible: Arc<Notify>,
 }
@@ -107,6 +109,7 @@ impl Partition {
             }),
             durable_end: watch::channel(durable).0,
             sync_requested: Notify::new(),
+            sync_turn: tokio::sync::Mutex::new(()),
             data_visible,
         }))
     }
@@ -205,6 +208,10 @@ impl Partition {
 
     /// One group commit. Returns false if the partition went offline.
     pub async fn sync_once(&self, disk: &Arc<dyn Disk>) -> bool {
+        let _turn = self.sync_turn.lock().await;
+        if self.lock().offline.is_some() {
+            return false;
+        }
         let Some(plan) = self.lock().log.begin_sync() else {
             return true;
         };
@@ -292,7 +299,8 @@ impl Partition {
 
     /// Writes the log's indexes and its clean-shutdown checkpoint, so the next start trusts it
     /// without a scan. The partition serves nothing afterwards.
-    pub fn close(&self) {
+    pub async fn close(&self) {
+        let _turn = self.sync_turn.lock().await;
         let mut state = self.lock();
         if state.offline.is_some() {
             return;
