@@ -53,7 +53,11 @@ impl GroupSet {
     }
 
     pub fn insert(&mut self, group: GroupId, node: RaftNode) {
-        assert_eq!(node.node_id(), self.node_id, "a set holds one broker's replicas");
+        assert_eq!(
+            node.node_id(),
+            self.node_id,
+            "a set holds one broker's replicas"
+        );
         let previous = self.groups.insert(group, node);
         assert!(previous.is_none(), "group {group} inserted twice");
     }
@@ -93,7 +97,10 @@ impl GroupSet {
     /// Delivers an envelope from another broker. Messages for groups this broker no longer
     /// hosts are dropped: the sender will learn through its own reassignment.
     pub fn step(&mut self, now_ms: u64, envelope: Envelope) {
-        assert_eq!(envelope.to, self.node_id, "envelope delivered to the wrong broker");
+        assert_eq!(
+            envelope.to, self.node_id,
+            "envelope delivered to the wrong broker"
+        );
         for (group, message) in envelope.messages {
             if let Some(node) = self.groups.get_mut(&group) {
                 node.step(now_ms, envelope.from, message);
@@ -114,9 +121,10 @@ impl GroupSet {
         for (group, node) in self.groups.iter_mut() {
             for command in node.take_commands() {
                 match command {
-                    Command::Send { to, message } => {
-                        by_destination.entry(to).or_default().push((*group, message))
-                    }
+                    Command::Send { to, message } => by_destination
+                        .entry(to)
+                        .or_default()
+                        .push((*group, message)),
                     other => output.commands.push((*group, other)),
                 }
             }

@@ -75,8 +75,15 @@ impl LogTerms {
 
     /// Appends a span directly after the last index, in a term no older than the last one.
     pub fn append(&mut self, span: EntrySpan) {
-        assert_eq!(span.first_index, self.last_index + 1, "appends are contiguous");
-        assert!(span.term >= self.last_term(), "terms never decrease along the log");
+        assert_eq!(
+            span.first_index,
+            self.last_index + 1,
+            "appends are contiguous"
+        );
+        assert!(
+            span.term >= self.last_term(),
+            "terms never decrease along the log"
+        );
         if span.term != self.last_term() {
             self.runs.push(TermRun {
                 term: span.term,
@@ -121,7 +128,11 @@ impl LogTerms {
     fn assert_invariants(&self) {
         if cfg!(debug_assertions) {
             for pair in self.runs.windows(2) {
-                assert!(pair[0].term < pair[1].term, "terms increase: {:?}", self.runs);
+                assert!(
+                    pair[0].term < pair[1].term,
+                    "terms increase: {:?}",
+                    self.runs
+                );
                 assert!(pair[0].first_index < pair[1].first_index, "{:?}", self.runs);
             }
             if let Some(first) = self.runs.first() {

@@ -66,6 +66,6 @@ pub use group_set::{Envelope, GroupSet, GroupSetOutput};
 pub use log_terms::{LogTerms, TermRun};
 pub use node::{RaftNode, Role};
 pub use types::{
-    AppendResult, Command, EntrySpan, GroupId, HardState, LogIndex, Message, NodeId,
-    ProposeError, ReadError, Term, TransferError,
+    AppendResult, Command, EntrySpan, GroupId, HardState, LogIndex, Message, NodeId, ProposeError,
+    ReadError, Term, TransferError,
 };

@@ -120,7 +120,10 @@ impl RaftNode {
     /// (the leader's lease counts on it).
     pub fn restart(config: RaftConfig, hard_state: HardState, log: LogTerms, now_ms: u64) -> Self {
         config.validate();
-        assert!(log.last_term() <= hard_state.term, "no entry is newer than the term");
+        assert!(
+            log.last_term() <= hard_state.term,
+            "no entry is newer than the term"
+        );
         let mut node = RaftNode {
             jitter: Jitter {
                 state: config.random_seed ^ config.node_id.wrapping_mul(0x2545_f491_4f6c_dd1d),
@@ -215,7 +218,11 @@ impl RaftNode {
     pub fn step(&mut self, now_ms: u64, from: NodeId, message: Message) {
         self.advance_clock(now_ms);
         if from == self.config.node_id || !self.config.voters.contains(&from) {
-            debug_assert!(false, "message from {from}, not a peer in {:?}", self.config.voters);
+            debug_assert!(
+                false,
+                "message from {from}, not a peer in {:?}",
+                self.config.voters
+            );
             return;
         }
         let term_before = self.hard_state.term;
@@ -224,7 +231,10 @@ impl RaftNode {
             self.step_same_term(from, message);
         }
         assert!(self.hard_state.term >= term_before, "terms never decrease");
-        assert!(self.commit_index >= commit_before, "the commit index never decreases");
+        assert!(
+            self.commit_index >= commit_before,
+            "the commit index never decreases"
+        );
     }
 
     /// Assigns the next `index_count` indexes to a new entry on the leader. The driver writes
@@ -270,7 +280,11 @@ impl RaftNode {
 
     /// Asks the leader to hand over to `target` (for a clean shutdown): proposals stop, the
     /// target is caught up, then told to start an election at once.
-    pub fn transfer_leadership(&mut self, now_ms: u64, target: NodeId) -> Result<(), TransferError> {
+    pub fn transfer_leadership(
+        &mut self,
+        now_ms: u64,
+        target: NodeId,
+    ) -> Result<(), TransferError> {
         self.advance_clock(now_ms);
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
@@ -374,13 +388,9 @@ impl RaftNode {
         } else if message_term < term {
             match message {
                 // Tell a stale leader about the newer term, so it steps down.
-                Message::Append { .. } | Message::Heartbeat { .. } => self.send(
-                    from,
-                    Message::HeartbeatResponse {
-                        term,
-                        echo_ms: 0,
-                    },
-                ),
+                Message::Append { .. } | Message::Heartbeat { .. } => {
+                    self.send(from, Message::HeartbeatResponse { term, echo_ms: 0 })
+                }
                 Message::RequestVote { pre_vote: true, .. } => self.send(
                     from,
                     Message::VoteResponse {
@@ -427,9 +437,9 @@ impl RaftNode {
                 self.follow(from, sent_ms);
                 self.handle_append(from, previous_index, previous_term, entries, commit_index);
             }
-            Message::AppendResponse { result, echo_ms, .. } => {
-                self.handle_append_response(from, result, echo_ms)
-            }
+            Message::AppendResponse {
+                result, echo_ms, ..
+            } => self.handle_append_response(from, result, echo_ms),
             Message::Heartbeat {
                 commit_index,
                 sent_ms,
@@ -450,7 +460,8 @@ impl RaftNode {
             Message::HeartbeatResponse { echo_ms, .. } => {
                 if let Some(progress) = self.progress.get_mut(&from) {
                     progress.last_heard_ms = self.now_ms;
-                    progress.acknowledged_sent_ms = progress.acknowledged_sent_ms.max(Some(echo_ms));
+                    progress.acknowledged_sent_ms =
+                        progress.acknowledged_sent_ms.max(Some(echo_ms));
                 }
             }
             Message::TimeoutNow { .. } => {
@@ -464,14 +475,18 @@ impl RaftNode {
         if self.role == Role::Leader {
             return true;
         }
-        self.leader_heard_ms.is_some_and(|heard_ms| {
-            self.now_ms < heard_ms + self.config.election_timeout_min_ms
-        })
+        self.leader_heard_ms
+            .is_some_and(|heard_ms| self.now_ms < heard_ms + self.config.election_timeout_min_ms)
     }
 
     /// Records that the leader of the current term spoke; candidates of this term give up.
     fn follow(&mut self, leader: NodeId, sent_ms: u64) {
-        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.term());
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "two leaders in term {}",
+            self.term()
+        );
         if self.role != Role::Follower || self.leader != Some(leader) {
             self.become_follower(self.term(), Some(leader));
         }
@@ -529,7 +544,12 @@ impl RaftNode {
 
     fn peers(&self) -> Vec<NodeId> {
         let me = self.config.node_id;
-        self.config.voters.iter().copied().filter(|voter| *voter != me).collect()
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|voter| *voter != me)
+            .collect()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -538,7 +558,8 @@ impl RaftNode {
     fn start_pre_vote(&mut self) {
         if self.leader.is_some() {
             let term = self.term();
-            self.commands.push(Command::BecameFollower { term, leader: None });
+            self.commands
+                .push(Command::BecameFollower { term, leader: None });
         }
         self.role = Role::PreCandidate;
         self.leader = None;
@@ -618,7 +639,11 @@ impl RaftNode {
             self.persist_hard_state();
             self.reset_election_deadline();
         }
-        let response_term = if pre_vote && granted { term } else { self.term() };
+        let response_term = if pre_vote && granted {
+            term
+        } else {
+            self.term()
+        };
         self.send(
             from,
             Message::VoteResponse {
@@ -631,7 +656,8 @@ impl RaftNode {
 
     fn handle_vote_response(&mut self, from: NodeId, term: Term, granted: bool, pre_vote: bool) {
         let expected = match self.role {
-            Role::PreCandidate => pre_vote && term == self.term() + 1 || pre_vote && !granted,
+            // A grant names the term asked about; a refusal carries the voter's (equal) term.
+            Role::PreCandidate => pre_vote && (term == self.term() + 1 || !granted),
             Role::Candidate => !pre_vote && term == self.term(),
             _ => false,
         };
@@ -719,8 +745,9 @@ impl RaftNode {
                     return;
                 }
                 ReplicationMode::Replicate => {
-                    let window_full = progress.next_index - progress.match_index - 1
-                        >= REPLICATION_WINDOW_INDEXES_MAX;
+                    // Indexes sent but not acknowledged: match_index + 1 ..= next_index - 1.
+                    let in_flight = progress.next_index - progress.match_index - 1;
+                    let window_full = in_flight >= REPLICATION_WINDOW_INDEXES_MAX;
                     if progress.next_index > last_index || window_full {
                         return;
                     }
@@ -748,7 +775,9 @@ impl RaftNode {
         let commit_index = self.commit_index;
         let progress = self.progress.get_mut(&peer).expect("a peer's progress");
         match progress.mode {
-            ReplicationMode::Probe { .. } => progress.mode = ReplicationMode::Probe { in_flight: true },
+            ReplicationMode::Probe { .. } => {
+                progress.mode = ReplicationMode::Probe { in_flight: true }
+            }
             ReplicationMode::Replicate => {
                 if let Some(span) = entries {
                     progress.next_index = span.last_index + 1;
@@ -779,7 +808,10 @@ impl RaftNode {
         progress.acknowledged_sent_ms = progress.acknowledged_sent_ms.max(Some(echo_ms));
         match result {
             AppendResult::Accepted { match_index } => {
-                assert!(match_index <= last_index, "a follower cannot hold more than the leader");
+                assert!(
+                    match_index <= last_index,
+                    "a follower cannot hold more than the leader"
+                );
                 if match_index > progress.match_index {
                     progress.match_index = match_index;
                 }
@@ -804,7 +836,9 @@ impl RaftNode {
                     .log
                     .last_index_with_term_at_most(hint_index.min(rejected_index), hint_term);
                 let progress = self.progress.get_mut(&from).expect("checked above");
-                let next_index = (agreement + 1).min(rejected_index).max(progress.match_index + 1);
+                let next_index = (agreement + 1)
+                    .min(rejected_index)
+                    .max(progress.match_index + 1);
                 progress.next_index = next_index;
                 progress.mode = ReplicationMode::Probe { in_flight: false };
             }
@@ -832,8 +866,14 @@ impl RaftNode {
     }
 
     fn set_commit_index(&mut self, index: LogIndex) {
-        assert!(index > self.commit_index, "the commit index never decreases");
-        assert!(index <= self.persisted_index, "only durable entries are committed here");
+        assert!(
+            index > self.commit_index,
+            "the commit index never decreases"
+        );
+        assert!(
+            index <= self.persisted_index,
+            "only durable entries are committed here"
+        );
         self.commit_index = index;
         self.commands.push(Command::Commit { up_to_index: index });
     }
@@ -846,7 +886,10 @@ impl RaftNode {
             self.become_follower(term, None);
             return;
         }
-        if self.transfer.is_some_and(|transfer| now_ms >= transfer.deadline_ms) {
+        if self
+            .transfer
+            .is_some_and(|transfer| now_ms >= transfer.deadline_ms)
+        {
             self.transfer = None;
         }
         if now_ms >= self.heartbeat_deadline_ms {
@@ -856,7 +899,9 @@ impl RaftNode {
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let window_start = self.now_ms.saturating_sub(self.config.election_timeout_min_ms);
+        let window_start = self
+            .now_ms
+            .saturating_sub(self.config.election_timeout_min_ms);
         let active = self
             .progress
             .values()
@@ -901,9 +946,10 @@ impl RaftNode {
         let Some(transfer) = self.transfer else {
             return;
         };
-        let caught_up = self.progress.get(&transfer.target).is_some_and(|progress| {
-            progress.match_index == self.log.last_index()
-        });
+        let caught_up = self
+            .progress
+            .get(&transfer.target)
+            .is_some_and(|progress| progress.match_index == self.log.last_index());
         if caught_up {
             let term = self.term();
             self.lease_revoked = true;
@@ -928,7 +974,11 @@ impl RaftNode {
         }
         let verified_index = entries.map_or(previous_index, |span| span.last_index);
         if let Some(span) = entries {
-            assert_eq!(span.first_index, previous_index + 1, "appends are contiguous");
+            assert_eq!(
+                span.first_index,
+                previous_index + 1,
+                "appends are contiguous"
+            );
             self.append_as_follower(span);
         }
         self.verified_index = self.verified_index.max(verified_index);
@@ -946,6 +996,11 @@ impl RaftNode {
 
     /// Writes the part of `span` this log does not hold yet, truncating a divergent suffix.
     fn append_as_follower(&mut self, span: EntrySpan) {
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "a leader never truncates or overwrites its log"
+        );
         let first_missing = (span.first_index..=span.last_index.min(self.log.last_index()))
             .find(|index| self.log.term_at(*index) != Some(span.term))
             .unwrap_or(self.log.last_index().max(span.first_index - 1) + 1);
@@ -975,7 +1030,9 @@ impl RaftNode {
         let (hint_index, hint_term) = if previous_index > self.log.last_index() {
             (self.log.last_index(), self.log.last_term())
         } else {
-            let index = self.log.last_index_with_term_at_most(previous_index, previous_term);
+            let index = self
+                .log
+                .last_index_with_term_at_most(previous_index, previous_term);
             (index, self.log.term_at(index).expect("inside the log"))
         };
         let term = self.term();

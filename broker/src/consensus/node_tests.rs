@@ -189,10 +189,16 @@ fn a_vote_is_persisted_before_it_is_sent_and_granted_once_per_term() {
         ]
     );
     follower.step(now_ms, 3, request_vote(1, 0, 0, false));
-    assert_eq!(follower.take_commands(), vec![send(3, vote(1, false, false))]);
+    assert_eq!(
+        follower.take_commands(),
+        vec![send(3, vote(1, false, false))]
+    );
     // A repeated request from the same candidate is granted again (its response was lost).
     follower.step(now_ms, 1, request_vote(1, 0, 0, false));
-    assert_eq!(follower.take_commands(), vec![persist_state(1, Some(1)), send(1, vote(1, true, false))]);
+    assert_eq!(
+        follower.take_commands(),
+        vec![persist_state(1, Some(1)), send(1, vote(1, true, false))]
+    );
 }
 
 #[test]
@@ -230,7 +236,15 @@ fn votes_go_only_to_logs_at_least_as_up_to_date() {
 fn a_follower_hearing_its_leader_ignores_pre_votes_and_votes() {
     let mut follower = node(2, &[1, 2, 3]);
     let now_ms = ELECTION_TIMEOUT_MIN_MS;
-    follower.step(now_ms, 1, Message::Heartbeat { term: 1, commit_index: 0, sent_ms: 7 });
+    follower.step(
+        now_ms,
+        1,
+        Message::Heartbeat {
+            term: 1,
+            commit_index: 0,
+            sent_ms: 7,
+        },
+    );
     follower.take_commands();
     follower.step(now_ms + 10, 3, request_vote(2, 0, 0, true));
     follower.step(now_ms + 10, 3, request_vote(2, 0, 0, false));
@@ -250,8 +264,14 @@ fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
     let mut follower = RaftNode::restart(config, HardState::default(), LogTerms::new(), 5_000);
     follower.step(5_100, 1, request_vote(1, 0, 0, false));
     assert_eq!(follower.take_commands(), vec![]);
-    follower.step(5_000 + ELECTION_TIMEOUT_MIN_MS, 1, request_vote(1, 0, 0, false));
-    assert!(follower.take_commands().contains(&send(1, vote(1, true, false))));
+    follower.step(
+        5_000 + ELECTION_TIMEOUT_MIN_MS,
+        1,
+        request_vote(1, 0, 0, false),
+    );
+    assert!(follower
+        .take_commands()
+        .contains(&send(1, vote(1, true, false))));
 }
 
 #[test]
@@ -276,13 +296,19 @@ fn appended_entries_are_acknowledged_only_once_durable() {
     follower.persisted(12, 3, 1);
     assert_eq!(
         follower.take_commands(),
-        vec![Command::Commit { up_to_index: 2 }, send(1, accepted(1, 3, 9))]
+        vec![
+            Command::Commit { up_to_index: 2 },
+            send(1, accepted(1, 3, 9))
+        ]
     );
     // A duplicate append brings nothing new and is answered at once.
     follower.step(13, 1, append(1, (0, 0), Some(entries), 3, 10));
     assert_eq!(
         follower.take_commands(),
-        vec![Command::Commit { up_to_index: 3 }, send(1, accepted(1, 3, 10))]
+        vec![
+            Command::Commit { up_to_index: 3 },
+            send(1, accepted(1, 3, 10))
+        ]
     );
 }
 
@@ -315,10 +341,17 @@ fn a_mismatch_is_rejected_with_a_hint_and_a_divergent_suffix_truncated() {
     follower.step(11, 1, append(3, (9, 3), None, 0, 5));
     assert_eq!(follower.take_commands(), vec![send(1, rejected(9, 6, 2))]);
     // The leader has term 1 through index 3, then its own term 3.
-    follower.step(12, 1, append(3, (3, 1), Some(EntrySpan::new(4, 5, 3)), 0, 6));
+    follower.step(
+        12,
+        1,
+        append(3, (3, 1), Some(EntrySpan::new(4, 5, 3)), 0, 6),
+    );
     assert_eq!(
         follower.take_commands(),
-        vec![Command::TruncateLogFrom { index: 4 }, persist_entries(4, 5, 3)]
+        vec![
+            Command::TruncateLogFrom { index: 4 },
+            persist_entries(4, 5, 3)
+        ]
     );
     assert_eq!(follower.log().last_index(), 5);
     assert_eq!(follower.persisted_index(), 3);
@@ -345,7 +378,13 @@ fn a_leader_backtracks_a_whole_term_per_rejection() {
         leader.take_commands(),
         vec![send(
             2,
-            append(4, (3, 1), Some(EntrySpan::new(4, 8, 3)), 0, ELECTION_DUE_MS + 1)
+            append(
+                4,
+                (3, 1),
+                Some(EntrySpan::new(4, 8, 3)),
+                0,
+                ELECTION_DUE_MS + 1
+            )
         )]
     );
 }
@@ -364,7 +403,10 @@ fn entries_of_an_earlier_term_commit_only_with_one_of_the_current_term() {
     leader.persisted(now_ms, 9, 4);
     assert_eq!(leader.take_commands(), vec![]);
     leader.step(now_ms, 2, accepted(4, 9, now_ms));
-    assert_eq!(leader.take_commands(), vec![Command::Commit { up_to_index: 9 }]);
+    assert_eq!(
+        leader.take_commands(),
+        vec![Command::Commit { up_to_index: 9 }]
+    );
     assert_eq!(leader.commit_index(), 9);
 }
 
@@ -374,7 +416,14 @@ fn a_leader_that_hears_no_majority_for_an_election_timeout_steps_down() {
     let elected_ms = ELECTION_DUE_MS;
     leader.tick(elected_ms + 400);
     assert!(leader.is_leader());
-    leader.step(elected_ms + 500, 3, Message::HeartbeatResponse { term: 1, echo_ms: elected_ms });
+    leader.step(
+        elected_ms + 500,
+        3,
+        Message::HeartbeatResponse {
+            term: 1,
+            echo_ms: elected_ms,
+        },
+    );
     leader.tick(elected_ms + ELECTION_TIMEOUT_MIN_MS + 1);
     assert!(leader.is_leader(), "node 3 answered within the window");
     leader.take_commands();
@@ -396,10 +445,16 @@ fn a_leader_that_hears_no_majority_for_an_election_timeout_steps_down() {
 fn lease_reads_need_a_commit_in_the_term_and_a_fresh_majority() {
     let mut leader = leader_of_three();
     let now_ms = ELECTION_DUE_MS + 10;
-    assert_eq!(leader.read_index(now_ms), Err(ReadError::NotCommittedInTerm));
+    assert_eq!(
+        leader.read_index(now_ms),
+        Err(ReadError::NotCommittedInTerm)
+    );
     leader.persisted(now_ms, 1, 1);
     leader.step(now_ms, 2, accepted(1, 1, ELECTION_DUE_MS));
-    assert_eq!(leader.take_commands(), vec![Command::Commit { up_to_index: 1 }]);
+    assert_eq!(
+        leader.take_commands(),
+        vec![Command::Commit { up_to_index: 1 }]
+    );
     assert_eq!(leader.read_index(now_ms), Ok(1));
     assert_eq!(
         leader.lease_expiry_ms(now_ms),
@@ -408,7 +463,14 @@ fn lease_reads_need_a_commit_in_the_term_and_a_fresh_majority() {
     let expired_ms = ELECTION_DUE_MS + LEADER_LEASE_MS;
     assert_eq!(leader.read_index(expired_ms), Err(ReadError::LeaseExpired));
     // A heartbeat acknowledged by one follower renews the lease from its send time.
-    leader.step(expired_ms, 3, Message::HeartbeatResponse { term: 1, echo_ms: expired_ms - 50 });
+    leader.step(
+        expired_ms,
+        3,
+        Message::HeartbeatResponse {
+            term: 1,
+            echo_ms: expired_ms - 50,
+        },
+    );
     assert_eq!(leader.read_index(expired_ms), Ok(1));
 }
 
@@ -422,10 +484,19 @@ fn leadership_transfer_waits_for_the_target_then_sends_timeout_now() {
     // Node 3 has not acknowledged the marker: it is caught up first.
     leader.transfer_leadership(now_ms, 3).unwrap();
     assert_eq!(leader.take_commands(), vec![]);
-    assert_eq!(leader.propose(now_ms, 1), Err(ProposeError::TransferInProgress));
-    assert_eq!(leader.read_index(now_ms), Err(ReadError::TransferInProgress));
+    assert_eq!(
+        leader.propose(now_ms, 1),
+        Err(ProposeError::TransferInProgress)
+    );
+    assert_eq!(
+        leader.read_index(now_ms),
+        Err(ReadError::TransferInProgress)
+    );
     leader.step(now_ms + 1, 3, accepted(1, 1, now_ms));
-    assert_eq!(leader.take_commands(), vec![send(3, Message::TimeoutNow { term: 1 })]);
+    assert_eq!(
+        leader.take_commands(),
+        vec![send(3, Message::TimeoutNow { term: 1 })]
+    );
     assert_eq!(
         leader.transfer_leadership(now_ms + 1, 1),
         Err(TransferError::TargetIsSelf)
@@ -450,21 +521,42 @@ fn timeout_now_starts_an_election_that_sticky_voters_accept() {
     let commands = target.take_commands();
     assert_eq!(
         &commands[commands.len() - 3..],
-        &[persist_state(2, Some(3)), send(1, request.clone()), send(2, request.clone())]
+        &[
+            persist_state(2, Some(3)),
+            send(1, request.clone()),
+            send(2, request.clone())
+        ]
     );
     // Node 2 just heard from the leader, yet grants: the leader asked for this election.
     let mut voter = node(2, &[1, 2, 3]);
-    voter.step(10, 1, Message::Heartbeat { term: 1, commit_index: 0, sent_ms: 9 });
+    voter.step(
+        10,
+        1,
+        Message::Heartbeat {
+            term: 1,
+            commit_index: 0,
+            sent_ms: 9,
+        },
+    );
     voter.take_commands();
     voter.step(11, 3, request);
-    assert!(voter.take_commands().contains(&send(3, vote(2, true, false))));
+    assert!(voter
+        .take_commands()
+        .contains(&send(3, vote(2, true, false))));
 }
 
 #[test]
 fn higher_terms_depose_and_lower_terms_are_answered_with_the_current_one() {
     let mut leader = leader_of_three();
     let now_ms = ELECTION_DUE_MS + 1;
-    leader.step(now_ms, 2, Message::HeartbeatResponse { term: 2, echo_ms: 0 });
+    leader.step(
+        now_ms,
+        2,
+        Message::HeartbeatResponse {
+            term: 2,
+            echo_ms: 0,
+        },
+    );
     assert_eq!(
         leader.take_commands(),
         vec![
@@ -479,14 +571,28 @@ fn higher_terms_depose_and_lower_terms_are_answered_with_the_current_one() {
     leader.step(now_ms, 3, append(1, (0, 0), None, 0, 4));
     assert_eq!(
         leader.take_commands(),
-        vec![send(3, Message::HeartbeatResponse { term: 2, echo_ms: 0 })]
+        vec![send(
+            3,
+            Message::HeartbeatResponse {
+                term: 2,
+                echo_ms: 0
+            }
+        )]
     );
 }
 
 #[test]
 fn proposals_are_refused_off_the_leader_and_outside_the_size_limits() {
     let mut follower = node(2, &[1, 2, 3]);
-    follower.step(10, 1, Message::Heartbeat { term: 1, commit_index: 0, sent_ms: 9 });
+    follower.step(
+        10,
+        1,
+        Message::Heartbeat {
+            term: 1,
+            commit_index: 0,
+            sent_ms: 9,
+        },
+    );
     assert_eq!(
         follower.propose(11, 1),
         Err(ProposeError::NotLeader { leader: Some(1) })
@@ -519,7 +625,10 @@ fn a_replicating_follower_receives_new_entries_at_once() {
         leader.take_commands(),
         vec![
             persist_entries(2, 4, 1),
-            send(2, append(1, (1, 1), Some(EntrySpan::new(2, 4, 1)), 0, now_ms)),
+            send(
+                2,
+                append(1, (1, 1), Some(EntrySpan::new(2, 4, 1)), 0, now_ms)
+            ),
         ]
     );
 }
@@ -538,7 +647,10 @@ fn a_single_node_group_commits_on_its_own_sync() {
         ]
     );
     single.persisted(ELECTION_DUE_MS, 1, 1);
-    assert_eq!(single.take_commands(), vec![Command::Commit { up_to_index: 1 }]);
+    assert_eq!(
+        single.take_commands(),
+        vec![Command::Commit { up_to_index: 1 }]
+    );
     assert_eq!(single.read_index(ELECTION_DUE_MS), Ok(1));
 }
 
@@ -574,9 +686,16 @@ fn a_group_set_coalesces_messages_per_destination() {
     let output = set.flush();
     assert_eq!(
         output.commands,
-        vec![(10, persist_state(1, Some(1))), (30, persist_state(1, Some(1)))]
+        vec![
+            (10, persist_state(1, Some(1))),
+            (30, persist_state(1, Some(1)))
+        ]
     );
     assert_eq!(output.envelopes.len(), 2);
     assert_eq!(output.envelopes[0].messages.len(), 2);
-    assert_eq!(set.next_deadline_ms().map(|deadline| deadline > ELECTION_DUE_MS), Some(true));
+    assert_eq!(
+        set.next_deadline_ms()
+            .map(|deadline| deadline > ELECTION_DUE_MS),
+        Some(true)
+    );
 }

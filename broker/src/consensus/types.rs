@@ -36,7 +36,11 @@ impl EntrySpan {
         assert!(first_index >= 1, "index 0 is the empty-log sentinel");
         assert!(first_index <= last_index, "a span holds at least one index");
         assert!(term >= 1, "term 0 belongs to the sentinel only");
-        EntrySpan { first_index, last_index, term }
+        EntrySpan {
+            first_index,
+            last_index,
+            term,
+        }
     }
 
     pub fn index_count(&self) -> u64 {
@@ -116,7 +120,9 @@ pub enum Message {
         echo_ms: u64,
     },
     /// "Start an election now": the last step of a leadership transfer (Raft thesis §3.10).
-    TimeoutNow { term: Term },
+    TimeoutNow {
+        term: Term,
+    },
 }
 
 impl Message {
@@ -144,11 +150,16 @@ impl Message {
 pub enum Command {
     /// Remove every entry at `index` and above. Only followers do this, and never at or below
     /// their commit index.
-    TruncateLogFrom { index: LogIndex },
+    TruncateLogFrom {
+        index: LogIndex,
+    },
     /// A new leader's first entry, written in its own term so that earlier entries can commit
     /// (Raft §5.4.2). The metadata quorum writes KRaft's LeaderChangeMessage control record; a
     /// partition writes a control batch. It occupies exactly one index.
-    AppendLeaderMarker { index: LogIndex, term: Term },
+    AppendLeaderMarker {
+        index: LogIndex,
+        term: Term,
+    },
     /// Make durable the hard state, if any, and the log through `entries.last_index`, if any.
     /// Entries come from the proposal that returned this span, from the [`Message::Append`]
     /// just stepped, or from the preceding [`Command::AppendLeaderMarker`]. When the entries
@@ -157,15 +168,25 @@ pub enum Command {
         hard_state: Option<HardState>,
         entries: Option<EntrySpan>,
     },
-    Send { to: NodeId, message: Message },
+    Send {
+        to: NodeId,
+        message: Message,
+    },
     /// Entries through `up_to_index` are committed: apply them, or for a partition advance the
     /// high watermark and complete acks=-1 produce requests. Never decreases.
-    Commit { up_to_index: LogIndex },
+    Commit {
+        up_to_index: LogIndex,
+    },
     /// This node now leads `term`: accept proposals (and produce requests) after this.
-    BecameLeader { term: Term },
+    BecameLeader {
+        term: Term,
+    },
     /// This node follows `leader` (unknown while an election is going on) in `term`: redirect
     /// clients, answer produce requests with NOT_LEADER_OR_FOLLOWER.
-    BecameFollower { term: Term, leader: Option<NodeId> },
+    BecameFollower {
+        term: Term,
+        leader: Option<NodeId>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -175,7 +196,10 @@ impl fmt::Display for Command {
             Command::AppendLeaderMarker { index, term } => {
                 write!(formatter, "append leader marker at {index} in term {term}")
             }
-            Command::Persist { hard_state, entries } => {
+            Command::Persist {
+                hard_state,
+                entries,
+            } => {
                 write!(formatter, "persist")?;
                 if let Some(state) = hard_state {
                     write!(formatter, " term {} vote {:?}", state.term, state.voted_for)?;
