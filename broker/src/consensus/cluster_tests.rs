@@ -396,7 +396,9 @@ impl Cluster {
         let commands = self.node_mut(id).raft.take_commands();
         self.check_roles(id);
         for command in commands {
-            self.hash(command.to_string().len() as u64);
+            for byte in command.to_string().bytes() {
+                self.hash(u64::from(byte));
+            }
             if let Command::Send {
                 message:
                     Message::AppendResponse {

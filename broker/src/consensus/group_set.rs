@@ -10,6 +10,18 @@
 //! The ordering contract becomes: execute all local commands of a flush (one sync per disk
 //! covers every group's `Persist`), then send the envelopes. That is stronger than each group
 //! needs, and it is what lets one fsync serve many groups.
+//!
+//! Payloads: an envelope on the wire carries, beside each `Append`, the bytes of its span.
+//! The driver keeps the payloads of the envelopes it stepped until the next flush, because a
+//! follower's `Persist { entries }` names indexes whose bytes came in those appends; and it
+//! attaches payloads to outgoing appends from its log when it sends.
+//!
+//! ```text
+//!   broker 1                                             broker 2
+//!   GroupSet ── flush ──► Envelope{to: 2, [(g1, Heartbeat), (g7, Append 10..=12),  ...]}
+//!       ▲                    + payload of g7 10..=12 ───────────────► GroupSet.step
+//!       └───────────── Envelope{to: 1, [(g1, HeartbeatResponse), (g7, AppendResponse)]}
+//! ```
 
 use std::collections::BTreeMap;
 

@@ -212,17 +212,14 @@ impl RaftNode {
         } else if now_ms >= self.election_deadline_ms {
             self.start_pre_vote();
         }
+        self.check_invariants();
     }
 
     /// Handles a message from another voter of this group.
     pub fn step(&mut self, now_ms: u64, from: NodeId, message: Message) {
         self.advance_clock(now_ms);
         if from == self.config.node_id || !self.config.voters.contains(&from) {
-            debug_assert!(
-                false,
-                "message from {from}, not a peer in {:?}",
-                self.config.voters
-            );
+            // Bad input from the network (a misrouted envelope, a removed replica): ignored.
             return;
         }
         let term_before = self.hard_state.term;
@@ -235,6 +232,7 @@ impl RaftNode {
             self.commit_index >= commit_before,
             "the commit index never decreases"
         );
+        self.check_invariants();
     }
 
     /// Assigns the next `index_count` indexes to a new entry on the leader. The driver writes
@@ -258,6 +256,7 @@ impl RaftNode {
         let first_index = self.log.last_index() + 1;
         let span = EntrySpan::new(first_index, first_index + index_count - 1, self.term());
         self.append_as_leader(span);
+        self.check_invariants();
         Ok(span)
     }
 
@@ -276,6 +275,7 @@ impl RaftNode {
             self.follower_advance_commit();
             self.acknowledge_to_leader();
         }
+        self.check_invariants();
     }
 
     /// Asks the leader to hand over to `target` (for a clean shutdown): proposals stop, the
@@ -303,6 +303,7 @@ impl RaftNode {
         if self.transfer.is_some() {
             self.replicate_to(target);
         }
+        self.check_invariants();
         Ok(())
     }
 
@@ -347,6 +348,48 @@ impl RaftNode {
 
     // ----------------------------------------------------------------------------------------
     // Terms and role changes.
+
+    /// The relations every input must preserve (TigerBeetle style: checked on exit).
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let last_index = self.log.last_index();
+        assert!(
+            self.log.last_term() <= self.hard_state.term,
+            "no entry from the future"
+        );
+        assert!(self.persisted_index <= last_index);
+        assert!(
+            self.commit_index <= self.persisted_index,
+            "commit only durable entries"
+        );
+        assert!(self.leader_marker_index <= last_index);
+        match self.role {
+            Role::Leader => {
+                assert_eq!(self.leader, Some(self.config.node_id));
+                assert_eq!(self.hard_state.voted_for, Some(self.config.node_id));
+                assert_eq!(self.progress.len(), self.config.voters.len() - 1);
+                assert_eq!(
+                    self.log.term_at(self.leader_marker_index),
+                    Some(self.term())
+                );
+                for progress in self.progress.values() {
+                    assert!(progress.match_index < progress.next_index);
+                    assert!(progress.next_index <= last_index + 1);
+                }
+            }
+            Role::Candidate => {
+                assert_eq!(self.hard_state.voted_for, Some(self.config.node_id));
+                assert!(self.progress.is_empty());
+            }
+            Role::Follower | Role::PreCandidate => {
+                assert_ne!(self.leader, Some(self.config.node_id));
+                assert!(self.progress.is_empty());
+                assert!(self.transfer.is_none());
+            }
+        }
+    }
 
     fn advance_clock(&mut self, now_ms: u64) {
         assert!(now_ms >= self.now_ms, "the driver's clock is monotonic");

@@ -699,3 +699,156 @@ fn a_group_set_coalesces_messages_per_destination() {
         Some(true)
     );
 }
+
+/// A hand-driven network for scripted scenarios: syncs are instant, messages are delivered one
+/// at a time in order, and a node that is down neither sends nor receives.
+struct Network {
+    nodes: BTreeMap<NodeId, RaftNode>,
+    up: std::collections::BTreeSet<NodeId>,
+    in_flight: std::collections::VecDeque<(NodeId, NodeId, Message)>,
+    /// The term of every entry any node committed, by index.
+    committed: BTreeMap<LogIndex, Term>,
+    now_ms: u64,
+}
+
+use std::collections::BTreeMap;
+
+impl Network {
+    fn new(node_count: u64) -> Self {
+        let voters: Vec<NodeId> = (1..=node_count).collect();
+        Network {
+            nodes: voters.iter().map(|id| (*id, node(*id, &voters))).collect(),
+            up: voters.iter().copied().collect(),
+            in_flight: Default::default(),
+            committed: BTreeMap::new(),
+            now_ms: 0,
+        }
+    }
+
+    fn collect(&mut self, id: NodeId) {
+        loop {
+            let node = self.nodes.get_mut(&id).unwrap();
+            let commands = node.take_commands();
+            if commands.is_empty() {
+                return;
+            }
+            for command in commands {
+                let node = self.nodes.get_mut(&id).unwrap();
+                match command {
+                    Command::Persist {
+                        entries: Some(span),
+                        ..
+                    } => node.persisted(self.now_ms, span.last_index, span.term),
+                    Command::Send { to, message } => self.in_flight.push_back((id, to, message)),
+                    Command::Commit { up_to_index } => {
+                        for index in 1..=up_to_index {
+                            let term = node.log().term_at(index).unwrap();
+                            let previous = self.committed.insert(index, term);
+                            assert!(previous.is_none_or(|previous| previous == term));
+                        }
+                    }
+                    Command::BecameLeader { .. } => {
+                        // Leader completeness: the new leader holds every committed entry.
+                        for (index, term) in &self.committed {
+                            assert_eq!(node.log().term_at(*index), Some(*term), "index {index}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Delivers messages one by one until `stop` says so after a delivery, or none are left.
+    fn run_until(&mut self, mut stop: impl FnMut(&Network, NodeId, &Message) -> bool) {
+        while let Some((from, to, message)) = self.in_flight.pop_front() {
+            if !self.up.contains(&from) || !self.up.contains(&to) {
+                continue;
+            }
+            self.nodes
+                .get_mut(&to)
+                .unwrap()
+                .step(self.now_ms, from, message.clone());
+            self.collect(to);
+            if stop(self, to, &message) {
+                return;
+            }
+        }
+    }
+
+    /// Lets time pass beyond every stickiness window, then times out `id` until it leads,
+    /// stopping the moment it does (its first appends are still in flight).
+    fn elect(&mut self, id: NodeId) {
+        for _ in 0..5 {
+            self.now_ms += 2 * ELECTION_TIMEOUT_MAX_MS;
+            self.nodes.get_mut(&id).unwrap().tick(self.now_ms);
+            self.collect(id);
+            self.run_until(|network, _, _| network.nodes[&id].is_leader());
+            if self.nodes[&id].is_leader() {
+                return;
+            }
+        }
+        panic!("node {id} was not elected");
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        self.up.remove(&id);
+        self.in_flight.retain(|(from, _, _)| *from != id);
+    }
+}
+
+/// Raft's figure 8: an entry of an old term replicated to a majority by a later leader is not
+/// committed by counting, because a node with a newer last term can still be elected and
+/// overwrite it. Only the leader's own-term entry commits it.
+#[test]
+fn figure_8_an_old_term_entry_on_a_majority_is_not_committed_by_counting() {
+    let mut network = Network::new(5);
+    // (a) Node 1 leads term 1; everyone holds its marker (index 1). Index 2 reaches node 2 only.
+    network.elect(1);
+    network.run_until(|_, _, _| false);
+    network.up = [1, 2].into_iter().collect();
+    network
+        .nodes
+        .get_mut(&1)
+        .unwrap()
+        .propose(network.now_ms, 1)
+        .unwrap();
+    network.collect(1);
+    network.run_until(|_, _, _| false);
+    assert_eq!(network.nodes[&2].log().term_at(2), Some(1));
+    // (b) Node 1 is gone; node 5 wins term 2 with nodes 3 and 4, writes its marker at index 2
+    // and crashes before sending it.
+    network.crash(1);
+    network.up = [3, 4, 5].into_iter().collect();
+    network.elect(5);
+    network.crash(5);
+    assert_eq!(network.nodes[&5].log().term_at(2), Some(2));
+    // (c) Node 1 returns and wins term 3 with nodes 2 and 3, and copies index 2 (term 1) to
+    // node 3: now on a majority. It stops the moment node 3 acknowledges index 2.
+    network.up = [1, 2, 3].into_iter().collect();
+    network.elect(1);
+    assert_eq!(network.nodes[&1].term(), 3);
+    network.run_until(|network, to, message| {
+        to == 1
+            && matches!(
+                message,
+                Message::AppendResponse {
+                    result: AppendResult::Accepted { match_index: 2 },
+                    ..
+                }
+            )
+            && network.nodes[&3].log().last_index() == 2
+    });
+    assert_eq!(network.nodes[&3].log().term_at(2), Some(1));
+    assert!(
+        network.nodes[&1].commit_index() < 2,
+        "index 2 is of term 1: counting replicas must not commit it in term 3"
+    );
+    // (d) Node 1 crashes; node 5 (last term 2) is elected by nodes 3 and 4 and overwrites
+    // index 2, which is legal precisely because it was never committed.
+    network.crash(1);
+    network.up = [2, 3, 4, 5].into_iter().collect();
+    network.elect(5);
+    network.run_until(|_, _, _| false);
+    assert_eq!(network.nodes[&3].log().term_at(2), Some(2));
+}
