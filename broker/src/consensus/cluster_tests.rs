@@ -159,6 +159,8 @@ pub(super) struct SimulatedNode {
     /// The log once every queued operation has run: what the core believes the log is.
     projected_log: Vec<Entry>,
     queue: VecDeque<Operation>,
+    /// Asserts the persist-before-send contract on everything this driver executes.
+    ordering: OrderingChecker,
     sync_done_ms: Option<u64>,
     applied_index: LogIndex,
 }
@@ -218,6 +220,7 @@ impl Cluster {
                     log: Vec::new(),
                     projected_log: Vec::new(),
                     queue: VecDeque::new(),
+                    ordering: OrderingChecker::new(),
                     sync_done_ms: None,
                     applied_index: 0,
                 };
@@ -532,6 +535,10 @@ impl Cluster {
         let node = self.node_mut(id);
         let (hard_state, entries) = match node.sync_done_ms {
             None => {
+                node.ordering.before_execute(&Command::Persist {
+                    hard_state,
+                    entries,
+                });
                 let mut merged = (hard_state, entries);
                 let mut remaining = VecDeque::new();
                 for operation in node.queue.drain(..) {
@@ -548,6 +555,10 @@ impl Cluster {
                             hard_state,
                             entries,
                         } => {
+                            node.ordering.before_execute(&Command::Persist {
+                                hard_state,
+                                entries,
+                            });
                             merged = (hard_state.or(merged.0), entries.or(merged.1));
                         }
                         other => remaining.push_back(other),
@@ -575,6 +586,7 @@ impl Cluster {
         };
         node.sync_done_ms = None;
         node.durable_log = node.log.clone();
+        node.ordering.synced();
         if let Some(state) = hard_state {
             assert!(
                 state.term >= node.durable_hard_state.term,
@@ -591,6 +603,11 @@ impl Cluster {
     }
 
     fn execute_send(&mut self, id: NodeId, to: NodeId, message: Message, payload: Vec<Entry>) {
+        let command = Command::Send {
+            to,
+            message: message.clone(),
+        };
+        self.node_mut(id).ordering.before_execute(&command);
         let node = &self.nodes[&id];
         // Persisted before sent: what a message claims must already be on the durable disk.
         match &message {
@@ -741,6 +758,7 @@ impl Cluster {
         let node = self.node_mut(id);
         node.alive = false;
         node.queue.clear();
+        node.ordering = OrderingChecker::new();
         node.sync_done_ms = None;
         if keep
             && node.log.starts_with(&node.durable_log)

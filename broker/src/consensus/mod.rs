@@ -50,6 +50,7 @@ mod config;
 mod group_set;
 mod log_terms;
 mod node;
+mod ordering;
 mod types;
 
 #[cfg(test)]
@@ -65,6 +66,7 @@ pub use config::{
 pub use group_set::{Envelope, GroupSet, GroupSetOutput};
 pub use log_terms::{LogTerms, TermRun};
 pub use node::{RaftNode, Role};
+pub use ordering::OrderingChecker;
 pub use types::{
     AppendResult, Command, EntrySpan, GroupId, HardState, LogIndex, Message, NodeId, ProposeError,
     ReadError, Term, TransferError,
