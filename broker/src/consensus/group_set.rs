@@ -47,6 +47,7 @@ pub struct GroupSetOutput {
     pub envelopes: Vec<Envelope>,
 }
 
+#[derive(Debug)]
 pub struct GroupSet {
     node_id: NodeId,
     groups: BTreeMap<GroupId, RaftNode>,

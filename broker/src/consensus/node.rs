@@ -72,6 +72,7 @@ impl Jitter {
     }
 }
 
+#[derive(Debug)]
 pub struct RaftNode {
     config: RaftConfig,
     hard_state: HardState,

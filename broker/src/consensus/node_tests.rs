@@ -852,3 +852,22 @@ fn figure_8_an_old_term_entry_on_a_majority_is_not_committed_by_counting() {
     network.run_until(|_, _, _| false);
     assert_eq!(network.nodes[&3].log().term_at(2), Some(2));
 }
+
+#[test]
+fn a_follower_commits_only_what_it_verified_against_the_leader() {
+    // Log: 1..=2 in term 1, 3..=5 in term 2; the term-3 leader holds other entries at 3..=4.
+    let mut follower = restarted(2, 2, &[(1, 1), (2, 3)], 5);
+    follower.step(10, 1, append(3, (2, 1), None, 4, 9));
+    assert_eq!(
+        follower.take_commands(),
+        vec![
+            persist_state(3, None),
+            Command::BecameFollower {
+                term: 3,
+                leader: Some(1)
+            },
+            Command::Commit { up_to_index: 2 },
+            send(1, accepted(3, 2, 9)),
+        ]
+    );
+}
