@@ -18,7 +18,7 @@
 //!   TruncateLogFrom / AppendLeaderMarker / Persist ──► driver's log + sync ──► persisted(i, t)
 //!                                           Send ──► (only after earlier Persists are durable)
 //!                                                    driver attaches payloads for the span
-//!                           Commit / BecameLeader / BecameFollower ──► apply, high watermark
+//!             Commit / BecameLeader / ReadyForRead / BecameFollower ──► apply, high watermark
 //! ```
 //!
 //! The core owns no payload bytes. It knows, per index, only the term ([`LogTerms`]); an append
@@ -34,7 +34,13 @@
 //! assert!(commands.contains(&Command::BecameLeader { term: 1 }));
 //! // The leader's marker entry is at index 1; once durable it commits.
 //! node.persisted(10_001, 1, 1);
-//! assert_eq!(node.take_commands(), vec![Command::Commit { up_to_index: 1 }]);
+//! assert_eq!(
+//!     node.take_commands(),
+//!     vec![
+//!         Command::Commit { up_to_index: 1 },
+//!         Command::ReadyForRead { term: 1, commit_index: 1 },
+//!     ]
+//! );
 //! // A proposal of a 5-record batch takes indexes 2..=6 (Kafka offsets 1..=5).
 //! let span = node.propose(10_002, 5).unwrap();
 //! assert_eq!((span.first_index, span.last_index), (2, 6));

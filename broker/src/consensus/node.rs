@@ -918,8 +918,18 @@ impl RaftNode {
             index <= self.persisted_index,
             "only durable entries are committed here"
         );
+        let marker_newly_committed = self.role == Role::Leader
+            && self.commit_index < self.leader_marker_index
+            && self.leader_marker_index <= index;
         self.commit_index = index;
         self.commands.push(Command::Commit { up_to_index: index });
+        if marker_newly_committed {
+            let term = self.term();
+            self.commands.push(Command::ReadyForRead {
+                term,
+                commit_index: index,
+            });
+        }
     }
 
     fn tick_leader(&mut self) {

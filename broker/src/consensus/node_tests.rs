@@ -405,7 +405,13 @@ fn entries_of_an_earlier_term_commit_only_with_one_of_the_current_term() {
     leader.step(now_ms, 2, accepted(4, 9, now_ms));
     assert_eq!(
         leader.take_commands(),
-        vec![Command::Commit { up_to_index: 9 }]
+        vec![
+            Command::Commit { up_to_index: 9 },
+            Command::ReadyForRead {
+                term: 4,
+                commit_index: 9
+            }
+        ]
     );
     assert_eq!(leader.commit_index(), 9);
 }
@@ -453,7 +459,13 @@ fn lease_reads_need_a_commit_in_the_term_and_a_fresh_majority() {
     leader.step(now_ms, 2, accepted(1, 1, ELECTION_DUE_MS));
     assert_eq!(
         leader.take_commands(),
-        vec![Command::Commit { up_to_index: 1 }]
+        vec![
+            Command::Commit { up_to_index: 1 },
+            Command::ReadyForRead {
+                term: 1,
+                commit_index: 1
+            }
+        ]
     );
     assert_eq!(leader.read_index(now_ms), Ok(1));
     assert_eq!(
@@ -649,7 +661,13 @@ fn a_single_node_group_commits_on_its_own_sync() {
     single.persisted(ELECTION_DUE_MS, 1, 1);
     assert_eq!(
         single.take_commands(),
-        vec![Command::Commit { up_to_index: 1 }]
+        vec![
+            Command::Commit { up_to_index: 1 },
+            Command::ReadyForRead {
+                term: 1,
+                commit_index: 1
+            }
+        ]
     );
     assert_eq!(single.read_index(ELECTION_DUE_MS), Ok(1));
 }

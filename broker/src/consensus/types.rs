@@ -181,6 +181,13 @@ pub enum Command {
     BecameLeader {
         term: Term,
     },
+    /// The leader's own first entry is committed, so its commit index is now the group's:
+    /// reads may be served through [`crate::consensus::RaftNode::read_index`] while the lease
+    /// holds (the metadata controller starts answering, a partition's high watermark is exact).
+    ReadyForRead {
+        term: Term,
+        commit_index: LogIndex,
+    },
     /// This node follows `leader` (unknown while an election is going on) in `term`: redirect
     /// clients, answer produce requests with NOT_LEADER_OR_FOLLOWER.
     BecameFollower {
@@ -216,6 +223,12 @@ impl fmt::Display for Command {
             Command::Send { to, message } => write!(formatter, "send to {to}: {message:?}"),
             Command::Commit { up_to_index } => write!(formatter, "commit through {up_to_index}"),
             Command::BecameLeader { term } => write!(formatter, "became leader of term {term}"),
+            Command::ReadyForRead { term, commit_index } => {
+                write!(
+                    formatter,
+                    "ready for reads in term {term} at {commit_index}"
+                )
+            }
             Command::BecameFollower { term, leader } => {
                 write!(formatter, "became follower in term {term} of {leader:?}")
             }
