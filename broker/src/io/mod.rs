@@ -15,6 +15,8 @@
 
 pub mod clock;
 pub mod disk;
+#[cfg(not(madsim))]
+pub mod huge_allocation;
 pub mod net;
 pub mod random;
 pub mod real_disk;
@@ -25,4 +27,4 @@ pub use clock::Clock;
 pub use disk::{DirEntry, Disk, DiskFile};
 pub use random::Random;
 pub use real_disk::RealDisk;
-pub use sim_disk::SimDisk;
+pub use sim_disk::{FaultBudget, SimDisk, SimDiskFaults};
