@@ -889,3 +889,86 @@ fn a_follower_commits_only_what_it_verified_against_the_leader() {
         ]
     );
 }
+
+/// Three brokers, eight groups each, driven only through `GroupSet`: every group elects a
+/// leader and commits, and each flush sends at most one envelope per destination broker.
+#[test]
+fn many_groups_run_over_one_envelope_stream_per_broker_pair() {
+    const GROUP_COUNT: u64 = 8;
+    let brokers: Vec<NodeId> = vec![1, 2, 3];
+    let mut sets: BTreeMap<NodeId, GroupSet> = BTreeMap::new();
+    for broker in &brokers {
+        let mut set = GroupSet::new(*broker);
+        for group in 0..GROUP_COUNT {
+            // Different seeds per group and broker spread the elections across brokers.
+            let config = RaftConfig::new(*broker, brokers.clone(), group * 31 + broker);
+            set.insert(group, RaftNode::new(config, 0));
+        }
+        sets.insert(*broker, set);
+    }
+    let mut in_flight: Vec<Envelope> = Vec::new();
+    let mut proposed: BTreeMap<GroupId, LogIndex> = BTreeMap::new();
+    let mut now_ms = 0;
+    while now_ms < 10 * ELECTION_TIMEOUT_MAX_MS {
+        now_ms += 10;
+        for envelope in std::mem::take(&mut in_flight) {
+            sets.get_mut(&envelope.to).unwrap().step(now_ms, envelope);
+        }
+        for (broker, set) in sets.iter_mut() {
+            set.tick(now_ms);
+            for group in 0..GROUP_COUNT {
+                let node = set.get_mut(group).unwrap();
+                if node.is_leader() && !proposed.contains_key(&group) {
+                    let span = node.propose(now_ms, 2).unwrap();
+                    proposed.insert(group, span.last_index);
+                }
+            }
+            let output = set.flush();
+            // Instant disk: every Persist is durable at once, then the envelopes go.
+            for (group, command) in &output.commands {
+                if let Command::Persist {
+                    entries: Some(span),
+                    ..
+                } = command
+                {
+                    set.persisted(now_ms, *group, span.last_index, span.term);
+                }
+            }
+            let destinations: Vec<NodeId> = output
+                .envelopes
+                .iter()
+                .map(|envelope| envelope.to)
+                .collect();
+            let expected: Vec<NodeId> = brokers
+                .iter()
+                .copied()
+                .filter(|other| other != broker)
+                .collect();
+            assert!(destinations.iter().all(|to| expected.contains(to)));
+            assert!(
+                destinations.windows(2).all(|pair| pair[0] < pair[1]),
+                "one per broker"
+            );
+            in_flight.extend(output.envelopes);
+            // Commands produced by `persisted` go out with the next flush.
+        }
+        let all_committed = (0..GROUP_COUNT).all(|group| {
+            proposed.get(&group).is_some_and(|index| {
+                sets.values()
+                    .all(|set| set.get(group).unwrap().commit_index() >= *index)
+            })
+        });
+        if all_committed {
+            let leaders: std::collections::BTreeSet<NodeId> = (0..GROUP_COUNT)
+                .flat_map(|group| {
+                    sets.values().filter_map(move |set| {
+                        set.get(group).unwrap().is_leader().then_some(set.node_id())
+                    })
+                })
+                .collect();
+            assert!(!leaders.is_empty());
+            return;
+        }
+    }
+    panic!("not every group committed: {proposed:?}");
+}
