@@ -200,10 +200,12 @@ impl Partition {
         loop {
             let stopped = match interval {
                 None => tokio::select! {
+                    biased;
                     _ = self.sync_requested.notified() => false,
                     _ = stop.notified() => true,
                 },
                 Some(period) => tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(period) => false,
                     _ = self.sync_requested.notified() => false,
                     _ = stop.notified() => true,
