@@ -158,7 +158,10 @@ fn anomaly_blocks(verdict: &Verdict, history: &History) -> Vec<Block> {
             blocks.push(Block::Paragraph(format!("{}. {example}", number + 1)));
             let lines: Vec<String> = involved_events(example, history)
                 .into_iter()
-                .filter_map(|index| event_line(history, &invocations, index))
+                .map(|index| {
+                    event_line(history, &invocations, index)
+                        .unwrap_or_else(|| format!("#{index}: not in the history"))
+                })
                 .collect();
             if !lines.is_empty() {
                 blocks.push(Block::Code(lines.join("\n")));

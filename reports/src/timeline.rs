@@ -82,6 +82,8 @@ const COLOR_OPEN: &str = "#9e9e9e";
 const COLOR_CRASH_BAND: &str = "#d62728";
 const COLOR_FAULT_BAND: &str = "#7b4fc9";
 const BAND_OPACITY: &str = "0.13";
+/// Latency dots are translucent so that dense regions read darker.
+const DOT_OPACITY: &str = "0.7";
 const COLOR_GRID: &str = "#e4e4e4";
 const COLOR_AXIS: &str = "#444444";
 const FONT: &str = "font-family=\"sans-serif\" font-size=\"11\"";
@@ -553,18 +555,35 @@ fn draw_bands(svg: &mut String, bands: &[Band], scale: &Scale, lanes: &Lanes, bo
             px(bottom - LANES_TOP_PX),
             escape_html(&band.label)
         );
-        let characters = ((width - 6.0) / CHARACTER_WIDTH_PX).floor().max(0.0) as usize;
-        if width >= BAND_LABEL_WIDTH_MIN_PX && characters > 0 {
-            let label: String = band.label.chars().take(characters).collect();
+        // A label stops where the next band starts, so overlapping faults stay readable.
+        let next_start = bands
+            .iter()
+            .map(|other| scale.x(other.start_ns))
+            .filter(|other_left| *other_left > left)
+            .fold(f64::MAX, f64::min);
+        let room = width.min(next_start - left);
+        if room >= BAND_LABEL_WIDTH_MIN_PX {
+            let label = truncate_label(&band.label, room - 12.0);
             let _ = writeln!(
                 svg,
                 "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
-                px(left + 8.0),
+                px(left + 6.0),
                 px(nemesis_top + LANE_HEIGHT_PX / 2.0 + 4.0),
                 escape_html(&label)
             );
         }
     }
+}
+
+/// The label cut to fit `room_px`, ending with an ellipsis when cut.
+fn truncate_label(label: &str, room_px: f64) -> String {
+    let characters = (room_px / CHARACTER_WIDTH_PX).floor().max(1.0) as usize;
+    if label.chars().count() <= characters {
+        return label.to_string();
+    }
+    let mut cut: String = label.chars().take(characters.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn draw_nemesis_markers(svg: &mut String, nemesis: &[&Operation], scale: &Scale, lanes: &Lanes) {
@@ -683,7 +702,7 @@ fn draw_latency_panel(
         if operation.function == "send" {
             let _ = writeln!(
                 svg,
-                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"{color}\"/>",
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"{color}\" fill-opacity=\"{DOT_OPACITY}\"/>",
                 px(x),
                 px(y(milliseconds)),
                 px(SEND_DOT_RADIUS_PX)
@@ -692,7 +711,7 @@ fn draw_latency_panel(
             let half = POLL_SQUARE_SIDE_PX / 2.0;
             let _ = writeln!(
                 svg,
-                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{color}\"/>",
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{color}\" fill-opacity=\"{DOT_OPACITY}\"/>",
                 px(x - half),
                 px(y(milliseconds) - half),
                 px(POLL_SQUARE_SIDE_PX),
@@ -724,6 +743,12 @@ mod tests {
         assert!((nice_step(0.013) - 0.02).abs() < 1e-12);
         assert_eq!(decimals_for(0.02), 2);
         assert_eq!(decimals_for(5.0), 0);
+    }
+
+    #[test]
+    fn labels_are_cut_with_an_ellipsis() {
+        assert_eq!(truncate_label("crash n1", 100.0), "crash n1");
+        assert_eq!(truncate_label("partition n2 from n1", 6.5 * 5.0), "part…");
     }
 
     #[test]
