@@ -19,12 +19,15 @@
 //! ```text
 //! cargo run -p skiff-reports --bin skiff-report -- render reports/runs/seed-42
 //! cargo run -p skiff-reports --bin skiff-report -- index reports/runs
+//! cargo run -p skiff-reports --bin skiff-report -- example reports/runs/example
 //! ```
 //!
 //! Then open `reports/runs/seed-42/index.html` in a browser (it is self-contained: no
 //! JavaScript, no external assets), or read `summary.md` in any Markdown viewer, which
 //! shows `timeline.svg` beside it. `index` renders every run directory below the root and
-//! writes `index.md` and `index.html` listing them with their verdicts.
+//! writes `index.md` and `index.html` listing them with their verdicts. `example` writes
+//! the small [`example`] run (a crash, a partition, lost writes, a duplicate...) into a
+//! directory and renders it, to see what a report looks like.
 //!
 //! ## Rendering from memory
 //!
@@ -66,6 +69,7 @@
 //! pinned by snapshot tests and compared across runs.
 
 mod document;
+pub mod example;
 mod operations;
 mod run_directory;
 mod summary;

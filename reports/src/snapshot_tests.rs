@@ -5,137 +5,13 @@ use std::fs;
 use std::path::PathBuf;
 
 use serde_json::json;
-use skiff_checker::{
-    check, AnomalyKind, CheckOptions, CommittedOffset, History, Op, OperationId, Outcome,
-    PolledRecord, Process, Verdict,
-};
+use skiff_checker::{check, AnomalyKind, CheckOptions, History, Op, Outcome, Process, Verdict};
 
+use crate::example::{example_history, example_settings, send, write_example_run, MILLISECOND_NS};
 use crate::{
-    render, render_from, render_index, render_timeline, HISTORY_FILE_NAME, HTML_FILE_NAME,
-    SETTINGS_FILE_NAME, SUMMARY_FILE_NAME, TIMELINE_FILE_NAME, TIMELINE_OPERATIONS_MAX,
-    VERDICT_FILE_NAME,
+    render, render_from, render_index, render_timeline, HTML_FILE_NAME, SETTINGS_FILE_NAME,
+    SUMMARY_FILE_NAME, TIMELINE_FILE_NAME, TIMELINE_OPERATIONS_MAX, VERDICT_FILE_NAME,
 };
-
-const TOPIC: &str = "orders";
-const MILLISECOND_NS: u64 = 1_000_000;
-
-fn send(partition: u32, value: u64, offset: Option<u64>) -> Op {
-    Op::Send {
-        topic: TOPIC.into(),
-        partition: Some(partition),
-        key: None,
-        value: value.into(),
-        idempotent: true,
-        offset,
-    }
-}
-
-fn poll(drain: bool, records: &[(u64, u64)]) -> Op {
-    let records = records
-        .iter()
-        .map(|(offset, value)| PolledRecord {
-            topic: TOPIC.into(),
-            partition: 0,
-            offset: *offset,
-            key: None,
-            value: (*value).into(),
-        })
-        .collect();
-    Op::Poll { drain, records }
-}
-
-/// Builds a history in time order, with times written in milliseconds.
-struct Recorder {
-    history: History,
-}
-
-impl Recorder {
-    fn invoke(&mut self, process: u64, milliseconds: u64, op: Op) -> OperationId {
-        self.history
-            .invoke(process, milliseconds * MILLISECOND_NS, op)
-    }
-
-    fn complete(&mut self, id: OperationId, milliseconds: u64, outcome: Outcome) {
-        self.history
-            .complete(id, milliseconds * MILLISECOND_NS, outcome);
-    }
-
-    fn nemesis(&mut self, milliseconds: u64, op: Op) {
-        self.history
-            .record(Process::Nemesis, milliseconds * MILLISECOND_NS, op);
-    }
-}
-
-/// Two producers, a consumer, a drain and a late producer on partition 1, with a crash
-/// and restart of n1 and a partition fault. It has lost writes, a duplicate, poll skips,
-/// a commit past the log end, an unseen write, a failed, an indeterminate and a
-/// never-completed send.
-fn fixed_history() -> History {
-    let mut recorder = Recorder {
-        history: History::new(),
-    };
-    let partition_fault = || Op::Fault {
-        description: "partition n2 from n1, n3".into(),
-    };
-    let first = recorder.invoke(1, 0, send(0, 100, None));
-    let second = recorder.invoke(2, 10, send(0, 200, None));
-    recorder.complete(first, 12, Outcome::Ok(send(0, 100, Some(0))));
-    let first = recorder.invoke(1, 20, send(0, 101, None));
-    recorder.complete(second, 30, Outcome::Ok(send(0, 200, Some(2))));
-    recorder.complete(first, 35, Outcome::Ok(send(0, 101, Some(1))));
-    let slow = recorder.invoke(1, 40, send(0, 102, None));
-    let read = recorder.invoke(3, 200, poll(false, &[]));
-    recorder.complete(read, 210, Outcome::Ok(poll(false, &[(0, 100)])));
-    recorder.nemesis(300, Op::Crash { node: "n1".into() });
-    let failed = recorder.invoke(2, 350, send(0, 201, None));
-    recorder.complete(failed, 500, Outcome::Fail(send(0, 201, None)));
-    recorder.nemesis(600, partition_fault());
-    recorder.complete(slow, 800, Outcome::Info(send(0, 102, None)));
-    recorder.nemesis(900, Op::Restart { node: "n1".into() });
-    let later = recorder.invoke(2, 950, send(0, 202, None));
-    recorder.complete(later, 1000, Outcome::Ok(send(0, 202, Some(3))));
-    let last = recorder.invoke(1, 1000, send(0, 103, None));
-    recorder.complete(last, 1020, Outcome::Ok(send(0, 103, Some(4))));
-    recorder.nemesis(
-        1100,
-        Op::Heal {
-            description: "partition n2 from n1, n3".into(),
-        },
-    );
-    let read = recorder.invoke(3, 1200, poll(false, &[]));
-    let records = [(2, 200), (4, 103), (5, 200)];
-    recorder.complete(read, 1250, Outcome::Ok(poll(false, &records)));
-    let commit = Op::Commit {
-        group: "audit".into(),
-        offsets: vec![CommittedOffset {
-            topic: TOPIC.into(),
-            partition: 0,
-            offset: 9,
-        }],
-    };
-    let committing = recorder.invoke(3, 1300, commit.clone());
-    recorder.complete(committing, 1310, Outcome::Ok(commit));
-    let other_partition = recorder.invoke(5, 1400, send(1, 300, None));
-    recorder.complete(other_partition, 1450, Outcome::Ok(send(1, 300, Some(0))));
-    let drain = recorder.invoke(4, 1500, poll(true, &[]));
-    recorder.invoke(2, 1520, send(0, 203, None));
-    let drained = [(0, 100), (2, 200), (4, 103), (5, 200)];
-    recorder.complete(drain, 1600, Outcome::Ok(poll(true, &drained)));
-    recorder.history
-}
-
-fn fixed_settings() -> serde_json::Value {
-    json!({
-        "seed": 42,
-        "commit": "014c835",
-        "reproduce": "cargo run -p skiff-sim -- --seed 42",
-        "world": {
-            "brokers": 3,
-            "faults": {"crash": 0.2, "partition": 0.1, "slow_disk": 0.0},
-            "workload": {"producers": 3, "consumers": 2, "topics": ["orders"]},
-        },
-    })
-}
 
 fn fixed_verdict(history: &History) -> Verdict {
     check(history, &CheckOptions::default())
@@ -143,7 +19,7 @@ fn fixed_verdict(history: &History) -> Verdict {
 
 #[test]
 fn the_fixed_history_has_the_anomalies_the_report_shows() {
-    let history = fixed_history();
+    let history = example_history();
     let verdict = fixed_verdict(&history);
     assert!(!verdict.valid);
     for kind in [
@@ -163,23 +39,23 @@ fn the_fixed_history_has_the_anomalies_the_report_shows() {
 
 #[test]
 fn markdown_of_a_fixed_history() {
-    let history = fixed_history();
-    let report = render_from(&fixed_settings(), &history, &fixed_verdict(&history));
+    let history = example_history();
+    let report = render_from(&example_settings(), &history, &fixed_verdict(&history));
     insta::assert_snapshot!(report.markdown);
 }
 
 #[test]
 fn svg_of_a_fixed_history() {
-    let history = fixed_history();
-    let report = render_from(&fixed_settings(), &history, &fixed_verdict(&history));
+    let history = example_history();
+    let report = render_from(&example_settings(), &history, &fixed_verdict(&history));
     insta::assert_snapshot!(report.svg);
 }
 
 #[test]
 fn rendering_is_deterministic() {
-    let history = fixed_history();
+    let history = example_history();
     let verdict = fixed_verdict(&history);
-    let first = render_from(&fixed_settings(), &history, &verdict);
+    let first = render_from(&example_settings(), &history, &verdict);
     // The same inputs read back from their files, with settings keys in another order.
     let history_read_back =
         History::from_json_lines(&history.to_json_lines()).expect("the history reads back");
@@ -207,21 +83,16 @@ fn temporary_directory(name: &str) -> PathBuf {
     directory
 }
 
+/// The example run, plus a `liveness` field in its verdict and an extra JSON file.
 fn write_run_directory(directory: &std::path::Path) {
-    let history = fixed_history();
-    let verdict = fixed_verdict(&history);
-    let mut verdict_json = serde_json::to_value(&verdict).expect("verdicts serialize");
-    verdict_json["liveness"] = json!({"progress_after_heal_ms": 850, "ok": true});
-    let files = [
-        (SETTINGS_FILE_NAME, fixed_settings().to_string()),
-        (HISTORY_FILE_NAME, history.to_json_lines()),
-        (VERDICT_FILE_NAME, verdict_json.to_string()),
-        ("timing.json", json!({"wall_clock_ms": 1234}).to_string()),
-    ];
-    fs::create_dir_all(directory).expect("the run directory is creatable");
-    for (name, text) in files {
-        fs::write(directory.join(name), text).expect("the run file is writable");
-    }
+    write_example_run(directory).expect("the example run is writable");
+    let verdict_path = directory.join(VERDICT_FILE_NAME);
+    let verdict_text = fs::read_to_string(&verdict_path).expect("verdict.json exists");
+    let mut verdict: serde_json::Value = serde_json::from_str(&verdict_text).expect("JSON");
+    verdict["liveness"] = json!({"progress_after_heal_ms": 850, "ok": true});
+    fs::write(&verdict_path, verdict.to_string()).expect("verdict.json is writable");
+    let timing = json!({"wall_clock_ms": 1234}).to_string();
+    fs::write(directory.join("timing.json"), timing).expect("timing.json is writable");
 }
 
 #[test]
@@ -243,8 +114,8 @@ fn a_run_directory_renders_and_reads_back() {
     assert!(summary.contains("## verdict.json: liveness"), "{summary}");
     assert!(summary.contains("\"progress_after_heal_ms\": 850"));
     assert!(summary.contains("## timing.json"));
-    let history = fixed_history();
-    let in_memory = render_from(&fixed_settings(), &history, &fixed_verdict(&history));
+    let history = example_history();
+    let in_memory = render_from(&example_settings(), &history, &fixed_verdict(&history));
     assert_eq!(report.svg, in_memory.svg);
     assert!(summary.starts_with(&in_memory.markdown));
 
