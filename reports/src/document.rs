@@ -8,6 +8,8 @@
 pub(crate) enum Block {
     /// A heading; level 1 is the page title.
     Heading { level: u8, text: String },
+    /// The page title stating the verdict: colored green or red in HTML.
+    Verdict { valid: bool, text: String },
     /// A paragraph of plain text.
     Paragraph(String),
     /// A table with a header row; every row has as many cells as the header.
@@ -56,6 +58,9 @@ pub(crate) fn to_markdown(blocks: &[Block]) -> String {
                 assert!((1..=6).contains(level), "heading level {level}");
                 let hashes = "#".repeat(usize::from(*level));
                 text.push_str(&format!("{hashes} {}\n", single_line(title)));
+            }
+            Block::Verdict { text: title, .. } => {
+                text.push_str(&format!("# {}\n", single_line(title)));
             }
             Block::Paragraph(paragraph) => {
                 text.push_str(&escape_markdown_text(paragraph));
@@ -163,6 +168,13 @@ pub(crate) fn to_html(blocks: &[Block], timeline_svg: &str) -> String {
                 assert!((1..=6).contains(level), "heading level {level}");
                 html.push_str(&format!("<h{level}>{}</h{level}>\n", escape_html(text)));
             }
+            Block::Verdict { valid, text } => {
+                let class = if *valid { "valid" } else { "invalid" };
+                html.push_str(&format!(
+                    "<h1 class=\"{class}\">{}</h1>\n",
+                    escape_html(text)
+                ));
+            }
             Block::Paragraph(paragraph) => {
                 html.push_str(&format!("<p>{}</p>\n", escape_html(paragraph)));
             }
@@ -248,6 +260,8 @@ pub(crate) fn escape_html(text: &str) -> String {
 
 const STYLE_SHEET: &str = "\
 body { font-family: sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+h1.valid { color: #1e7b1e; }
+h1.invalid { color: #b71c1c; }
 h1 { border-bottom: 2px solid #ccc; padding-bottom: 0.2em; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; font-size: 0.9em; }

@@ -86,7 +86,10 @@ pub use run_directory::{
     HISTORY_FILE_NAME, HTML_FILE_NAME, INDEX_DEPTH_MAX, INDEX_MARKDOWN_FILE_NAME, INDEX_RUNS_MAX,
     SETTINGS_FILE_NAME, SUMMARY_FILE_NAME, TIMELINE_FILE_NAME, VERDICT_FILE_NAME,
 };
-pub use timeline::{render_timeline, Timeline, TIMELINE_CLIENT_LANES_MAX, TIMELINE_OPERATIONS_MAX};
+pub use timeline::{
+    render_timeline, Timeline, TIMELINE_CLIENT_LANES_MAX, TIMELINE_NEMESIS_OPERATIONS_MAX,
+    TIMELINE_OPERATIONS_MAX,
+};
 
 /// One run's report in its three forms.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,7 +177,12 @@ pub(crate) fn describe_op(op: &Op) -> String {
                     )
                 })
                 .collect();
-            let mut text = format!("{what}, {} records", records.len());
+            let noun = if records.len() == 1 {
+                "record"
+            } else {
+                "records"
+            };
+            let mut text = format!("{what}, {} {noun}", records.len());
             if !listed.is_empty() {
                 text.push_str(&format!(": {}", listed.join(", ")));
             }

@@ -109,6 +109,7 @@ fn a_run_directory_renders_and_reads_back() {
     let html = fs::read_to_string(run.join(HTML_FILE_NAME)).expect("index.html exists");
     assert_eq!(html, report.html);
     assert!(html.contains("<svg") && !html.contains("<script"));
+    assert!(html.contains("<h1 class=\"invalid\">INVALID: lost-write"));
 
     // The extra fields and files are shown raw, and the in-memory parts match render_from.
     assert!(summary.contains("## verdict.json: liveness"), "{summary}");
@@ -191,4 +192,54 @@ fn the_timeline_samples_above_its_limit() {
     let timeline = render_timeline(&small);
     assert_eq!(timeline.sampling_step, 1);
     assert_eq!(timeline.client_operations_drawn, TIMELINE_OPERATIONS_MAX);
+}
+
+#[test]
+fn an_empty_history_renders() {
+    let history = History::new();
+    let verdict = check(&history, &CheckOptions::default());
+    let report = render_from(&json!({"seed": 1}), &history, &verdict);
+    assert!(
+        report.markdown.starts_with("# VALID\n"),
+        "{}",
+        report.markdown
+    );
+    assert!(report.markdown.contains("No faults were injected."));
+    assert!(report.svg.ends_with("</svg>\n"));
+}
+
+#[test]
+fn many_clients_share_lanes_and_many_faults_are_bounded() {
+    let mut history = History::new();
+    let clients = crate::TIMELINE_CLIENT_LANES_MAX as u64 * 2;
+    for client in 0..clients {
+        history.record(
+            client,
+            client,
+            Op::Poll {
+                drain: false,
+                records: vec![],
+            },
+        );
+    }
+    let faults = crate::TIMELINE_NEMESIS_OPERATIONS_MAX as u64 + 10;
+    for fault in 0..faults {
+        let description = format!("fault {fault}");
+        history.record(Process::Nemesis, clients + fault, Op::Fault { description });
+    }
+    let timeline = render_timeline(&history);
+    assert_eq!(timeline.client_processes, clients as usize);
+    let lane_labels = timeline
+        .svg
+        .matches("text-anchor=\"end\">shared lane")
+        .count();
+    assert_eq!(lane_labels, crate::TIMELINE_CLIENT_LANES_MAX);
+    let report = render_from(
+        &json!({}),
+        &history,
+        &check(&history, &CheckOptions::default()),
+    );
+    assert!(report.markdown.contains("The 128 clients share 64 lanes"));
+    let bands = timeline.svg.matches("(never healed)</title>").count();
+    assert_eq!(bands, crate::TIMELINE_NEMESIS_OPERATIONS_MAX);
 }

@@ -10,7 +10,7 @@ use crate::document::Block;
 use crate::operations::{
     describe_event, describe_op, invocations_by_completion, operations, seconds,
 };
-use crate::timeline::Timeline;
+use crate::timeline::{Timeline, TIMELINE_CLIENT_LANES_MAX};
 
 /// How many events that observed a duplicated value are listed per example.
 pub(crate) const DUPLICATE_EVENTS_LISTED_MAX: usize = 8;
@@ -93,7 +93,10 @@ fn headline(verdict: &Verdict) -> Block {
     if !not_fatal.is_empty() {
         text.push_str(&format!("; not fatal: {}", not_fatal.join(", ")));
     }
-    Block::Heading { level: 1, text }
+    Block::Verdict {
+        valid: verdict.valid,
+        text,
+    }
 }
 
 fn statistics_table(verdict: &Verdict) -> Block {
@@ -124,7 +127,7 @@ fn statistics_table(verdict: &Verdict) -> Block {
 }
 
 fn timeline_note(timeline: &Timeline) -> String {
-    if timeline.sampling_step > 1 {
+    let mut note = if timeline.sampling_step > 1 {
         format!(
             "Sampled: the timeline draws 1 in {} client operations ({} of {}); \
              every fault is drawn.",
@@ -135,7 +138,15 @@ fn timeline_note(timeline: &Timeline) -> String {
             "All {} client operations of {} clients are drawn.",
             timeline.client_operations, timeline.client_processes
         )
+    };
+    if timeline.client_processes > TIMELINE_CLIENT_LANES_MAX {
+        note.push_str(&format!(
+            " The {} clients share {TIMELINE_CLIENT_LANES_MAX} lanes: the client of rank r \
+             (by number) is drawn in lane r modulo {TIMELINE_CLIENT_LANES_MAX}.",
+            timeline.client_processes
+        ));
     }
+    note
 }
 
 fn anomaly_blocks(verdict: &Verdict, history: &History) -> Vec<Block> {

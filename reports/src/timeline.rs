@@ -28,6 +28,10 @@ use crate::operations::{
 /// Above this many client operations, the timeline draws every k-th one only.
 pub const TIMELINE_OPERATIONS_MAX: usize = 5000;
 
+/// At most this many nemesis operations are drawn (the first ones); the fault log on the
+/// page lists them too.
+pub const TIMELINE_NEMESIS_OPERATIONS_MAX: usize = 1000;
+
 /// Above this many client processes, clients share lanes (lane = rank modulo this).
 pub const TIMELINE_CLIENT_LANES_MAX: usize = 64;
 
@@ -72,6 +76,7 @@ const BAND_LABEL_WIDTH_MIN_PX: f64 = 60.0;
 const CHARACTER_WIDTH_PX: f64 = 6.5;
 
 const _: () = assert!(TIMELINE_OPERATIONS_MAX > 0 && TIMELINE_CLIENT_LANES_MAX > 0);
+const _: () = assert!(TIMELINE_NEMESIS_OPERATIONS_MAX > 0);
 const _: () = assert!(BAR_HEIGHT_PX < LANE_HEIGHT_PX);
 const _: () = assert!(2.0 * LATENCY_PANEL_PADDING_PX < LATENCY_PANEL_HEIGHT_PX);
 
@@ -174,6 +179,7 @@ pub fn render_timeline(history: &History) -> Timeline {
     let nemesis_operations: Vec<&Operation> = all
         .iter()
         .filter(|operation| operation.process == Process::Nemesis)
+        .take(TIMELINE_NEMESIS_OPERATIONS_MAX)
         .collect();
     let sampling_step = client_operations
         .len()
@@ -307,7 +313,7 @@ fn lanes(history: &History) -> Lanes {
         by_process.insert(*client, lane + 1);
         if rank < TIMELINE_CLIENT_LANES_MAX {
             names.push(if folded {
-                format!("clients ≡{lane}")
+                format!("shared lane {}", lane + 1)
             } else {
                 process_name(*client)
             });
