@@ -87,7 +87,7 @@ pub(crate) fn to_markdown(blocks: &[Block]) -> String {
                             .iter()
                             .map(|cell| escape_table_cell(cell))
                             .collect();
-                        cells[0] = format!("[{}]({})", cells[0], row.markdown_target);
+                        cells[0] = format!("[{}]({})", cells[0], link_target(&row.markdown_target));
                         cells
                     })
                     .collect();
@@ -117,6 +117,15 @@ fn markdown_table_escaped(text: &mut String, header: &[String], rows: &[Vec<Stri
             "a table row has one cell per column"
         );
         text.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+}
+
+/// A link target, in angle brackets when it holds characters that would end a bare one.
+fn link_target(target: &str) -> String {
+    if target.contains([' ', '(', ')', '<', '>']) {
+        format!("<{}>", target.replace(['<', '>'], "_"))
+    } else {
+        target.to_string()
     }
 }
 
@@ -286,6 +295,12 @@ mod tests {
         let markdown = to_markdown(&blocks);
         assert!(markdown.contains("| a\\|b | c |"), "{markdown}");
         assert!(markdown.contains("````text\nx ``` y\n````"), "{markdown}");
+    }
+
+    #[test]
+    fn link_targets_with_spaces_are_bracketed() {
+        assert_eq!(link_target("seed-1/summary.md"), "seed-1/summary.md");
+        assert_eq!(link_target("run (2)/summary.md"), "<run (2)/summary.md>");
     }
 
     #[test]
