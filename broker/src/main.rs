@@ -135,6 +135,7 @@ mod real {
             }
         };
         tokio::select! {
+            biased;
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
         }

@@ -102,8 +102,8 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                             .with_partition_max_bytes(1 << 20),
                     ])]),
         ),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(
-            ListOffsetsRequest::default().with_topics(vec![
+        ApiKey::ListOffsets => {
+            RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                 list_offsets_request::ListOffsetsTopic::default()
                     .with_name(name(topic))
                     .with_partitions(vec![
@@ -114,10 +114,10 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                             .with_partition_index(0)
                             .with_timestamp(0),
                     ]),
-            ]),
-        ),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+            ]))
+        }
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()
                     .with_name(name("created"))
                     .with_num_partitions(1)
@@ -126,28 +126,28 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                     .with_name(name(topic))
                     .with_num_partitions(1)
                     .with_replication_factor(1),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DeleteTopics => RequestKind::DeleteTopics(
             DeleteTopicsRequest::default().with_topic_names(vec![name("missing")]),
         ),
-        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
-            CreatePartitionsRequest::default().with_topics(vec![
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name(topic))
                     .with_count(1),
-            ]),
-        ),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
-            DescribeConfigsRequest::default().with_resources(vec![
+            ]))
+        }
+        ApiKey::DescribeConfigs => {
+            RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
                 describe_configs_request::DescribeConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(StrBytes::from_static_str("orders")),
                 describe_configs_request::DescribeConfigsResource::default()
                     .with_resource_type(4)
                     .with_resource_name(StrBytes::from_static_str("1")),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default()
                 .with_producer_id(ProducerId(-1))

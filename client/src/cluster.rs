@@ -181,6 +181,12 @@ impl ClusterMetadata {
 }
 
 /// Connections and metadata shared by the admin client, producers and consumers.
+///
+/// A broker serves the requests of one connection in order, so clients sharing a `Cluster`
+/// share that queue: a consumer's Fetch held for `max_wait` delays the others' requests on
+/// the same broker. Give each consumer its own `Cluster` ([`crate::Consumer::connect`]) when
+/// they stand for separate processes; group coordinator requests always use a connection of
+/// their own.
 pub struct Cluster {
     config: ClientConfig,
     metadata: Mutex<ClusterMetadata>,

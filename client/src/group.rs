@@ -557,12 +557,17 @@ impl GroupMember {
         if let Err(error) = check_error_code(response.error_code) {
             return Err(ConsumeError::Cluster(ClusterError::Broker(error)));
         }
-        self.cluster.add_broker(BrokerAddress {
+        let address = BrokerAddress {
             broker_id: response.node_id.0,
             host: response.host.to_string(),
             port: response.port,
-        });
-        let coordinator = self.cluster.broker_connection(response.node_id.0).await?;
+        };
+        // A connection of its own, as Java's consumer does: a broker serves one connection's
+        // requests in order, and the coordinator holds JoinGroup and SyncGroup until the
+        // rebalance completes, which would stall every other request on a shared connection.
+        let coordinator = Arc::new(
+            Connection::connect(&address.address(), &self.cluster.config().connection).await?,
+        );
         self.coordinator = Some(Arc::clone(&coordinator));
         Ok(coordinator)
     }
@@ -581,7 +586,7 @@ impl GroupMember {
             Ok(response) => Ok(response),
             Err(error) => {
                 self.coordinator = None;
-                self.cluster.forget_connection(coordinator).await;
+                coordinator.close(format!("coordinator request failed: {error}"));
                 Err(error.into())
             }
         }

@@ -5,6 +5,10 @@
 //! and the real filesystem in production, and under madsim with a simulated disk in the
 //! simulator (`RUSTFLAGS="--cfg madsim"`), where every run is a pure function of its seed.
 //!
+//! One convention follows from determinism: every `tokio::select!` is `biased;`. Unbiased, tokio
+//! picks among ready branches with a generator seeded per process, so two simulated runs of one
+//! seed in one process could take different branches.
+//!
 //! ```text
 //!   broker logic ──► Clock      (monotonic `now`, skewable wall clock)
 //!                ──► Disk       (RealDisk: std::fs │ SimDisk: in memory, loses unsynced data)
