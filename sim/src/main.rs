@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use skiff_sim::runner::{self, LoadedScenario};
 
+/// Where run directories go when `--report` names no directory.
+const REPORT_ROOT_DEFAULT: &str = "reports/runs";
 /// The default number of worlds `bench` runs.
 const BENCH_WORLDS_DEFAULT: u64 = 5;
 
@@ -25,8 +27,9 @@ enum Command {
         /// A scenario file merged over the drawn world.
         #[arg(long)]
         scenario: Option<PathBuf>,
-        /// Writes settings.json, history.jsonl, faults.jsonl and verdict.json under DIR/<seed>/.
-        #[arg(long)]
+        /// Writes settings.json, history.jsonl, faults.jsonl and verdict.json under
+        /// DIR/<seed>/ (DIR defaults to reports/runs).
+        #[arg(long, num_args = 0..=1, default_missing_value = REPORT_ROOT_DEFAULT)]
         report: Option<PathBuf>,
         /// Runs the seed twice and compares the trace hashes.
         #[arg(long)]
@@ -44,7 +47,7 @@ enum Command {
         seed: u64,
         #[arg(long)]
         scenario: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, num_args = 0..=1, default_missing_value = REPORT_ROOT_DEFAULT)]
         report: Option<PathBuf>,
         #[arg(long)]
         check_determinism: bool,
@@ -65,8 +68,8 @@ enum Command {
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         jobs: usize,
-        /// Writes the report directory of every failing run under DIR.
-        #[arg(long)]
+        /// Writes the report directory of every failing run under DIR (default reports/runs).
+        #[arg(long, num_args = 0..=1, default_missing_value = REPORT_ROOT_DEFAULT)]
         report: Option<PathBuf>,
     },
     /// Runs default worlds and prints simulated seconds per wall second.

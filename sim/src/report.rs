@@ -7,13 +7,14 @@
 //!
 //! | file            | content                                                          |
 //! |-----------------|------------------------------------------------------------------|
-//! | `settings.json` | the [`crate::world::World`] that ran, plus the commit and command |
+//! | `settings.json` | `seed`, `commit`, `reproduce`, `scenario` and the `world` that ran |
 //! | `history.jsonl` | the Jepsen-style history, one event per line (skiff-checker format) |
 //! | `faults.jsonl`  | the nemesis' fault log, one [`FaultLogEntry`] per line             |
-//! | `verdict.json`  | the [`RunSummary`]: pass or fail, every failure, the checker's verdict |
+//! | `verdict.json`  | the checker's `Verdict` (`valid`, `statistics`, `anomalies`) plus the run's own fields: `passed`, `failures`, `violations`, `liveness`, `trace_hash`, speed, disk fault counts |
 //!
-//! Everything is plain JSON so that a renderer (HTML, SVG timelines) can be written against it
-//! without this crate.
+//! Everything is plain JSON, and `verdict.json` reads as a `skiff_checker::Verdict`, so
+//! `skiff-report render DIR` (the `reports` crate) turns a run directory into a page with a
+//! timeline; the extra fields show up there raw.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -361,6 +362,7 @@ pub fn write_report(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(directory)?;
     let settings = serde_json::json!({
+        "seed": result.world.seed,
         "commit": commit,
         "reproduce": summary.reproduce,
         "scenario": result.scenario,
@@ -380,9 +382,28 @@ pub fn write_report(
         faults.push('\n');
     }
     std::fs::write(directory.join("faults.jsonl"), faults)?;
-    let verdict = serde_json::to_value(summary).expect("summaries serialize");
-    std::fs::write(directory.join("verdict.json"), pretty(&verdict))?;
+    std::fs::write(
+        directory.join("verdict.json"),
+        pretty(&verdict_document(result, summary)),
+    )?;
     Ok(())
+}
+
+/// `verdict.json`: the checker's verdict, with the summary's other fields beside it.
+fn verdict_document(result: &RunResult, summary: &RunSummary) -> serde_json::Value {
+    let mut document = serde_json::to_value(&result.verdict).expect("verdicts serialize");
+    let serde_json::Value::Object(fields) =
+        serde_json::to_value(summary).expect("summaries serialize")
+    else {
+        unreachable!("a summary is an object")
+    };
+    let object = document.as_object_mut().expect("a verdict is an object");
+    for (key, value) in fields {
+        if key != "verdict" {
+            object.insert(key, value);
+        }
+    }
+    document
 }
 
 /// The sweep's summary table, one line per seed, failing seeds listed at the end.

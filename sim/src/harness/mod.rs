@@ -163,7 +163,8 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
     }
     let (phase_sender, phase) = watch::channel(Phase::Safety);
     let mut client_tasks = Vec::new();
-    for index in 0..world.workload.producers.len() {
+    let producer_nodes = clients.iter().take(world.workload.producers.len());
+    for (index, node) in producer_nodes.enumerate() {
         let task = workload::run_producer(
             world.clone(),
             index,
@@ -171,7 +172,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
             recorder.clone(),
             phase.clone(),
         );
-        client_tasks.push(clients[index].spawn(task));
+        client_tasks.push(node.spawn(task));
     }
     for index in 0..world.workload.consumers.len() {
         let node = &clients[world.workload.producers.len() + index];
