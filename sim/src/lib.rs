@@ -44,6 +44,18 @@
 //!  liveness (acks after heal, drain complete) ─┘    (safety, invariant, liveness, panic)
 //! ```
 //!
+//! ## Failures
+//!
+//! A run fails for a **safety** reason (the checker found a fatal anomaly in the history),
+//! an **invariant** reason (the simulator saw a broker's high watermark go back, or stay
+//! below an acknowledged offset, or a broker fail to start on a healed disk), a **liveness**
+//! reason (after the heal, a producer got no acknowledgement within the liveness phase, or
+//! the final drain did not reach every partition's end), or a **panic**. The worlds under
+//! `scenarios/known-bad/` break the fault model on purpose and must fail with the kind they
+//! name (`run` prints whether it was detected); the simulation tests check that they do.
+//!
+//! Each seed of a sweep runs in its own process (`runner` says why), at `--jobs` at a time.
+//!
 //! ## Modules
 //!
 //! - [`world`]: the seed's world (swarm testing) and the fault model.

@@ -209,5 +209,5 @@ pub async fn heal(brokers: &mut [BrokerNode], clients: &[NodeHandle], recorder: 
             broker.restart();
         }
     }
-    heal_event(recorder, "everything".to_string());
+    heal_event(recorder, "heal everything".to_string());
 }
