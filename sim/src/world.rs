@@ -800,6 +800,10 @@ fn draw_disk_faults(
         }
         _ => {}
     }
+    if profile == FaultProfile::ManyCrashes {
+        // Syncs that take simulated time leave writes pending when a crash lands.
+        faults.latency_enabled = true;
+    }
     faults
 }
 
