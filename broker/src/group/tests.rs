@@ -1,0 +1,951 @@
+//! Scenario tests of the coordinator with explicit times, and a model-based proptest of
+//! the committed offsets.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use proptest::prelude::*;
+
+use super::*;
+
+const GROUP: &str = "orders-consumers";
+const SESSION_TIMEOUT_MS: i32 = 10_000;
+const REBALANCE_TIMEOUT_MS: i32 = 30_000;
+const INITIAL_DELAY_MS: u64 = 100;
+/// Static members need v5+ (group.instance.id); dynamic members join at v3 here so that
+/// scenarios skip the two-step join, which has its own test.
+const JOIN_VERSION: i16 = 5;
+const JOIN_VERSION_DYNAMIC: i16 = 3;
+
+fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+fn coordinator() -> GroupCoordinator {
+    GroupCoordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        session_timeout_ms_min: 1_000,
+        ..GroupConfig::default()
+    })
+}
+
+fn join_request(
+    member_id: &str,
+    instance: Option<&str>,
+    metadata: &'static [u8],
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_session_timeout_ms(SESSION_TIMEOUT_MS)
+        .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+        .with_member_id(text(member_id))
+        .with_group_instance_id(instance.map(text))
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(text("range"))
+                .with_metadata(Bytes::from_static(metadata)),
+            JoinGroupRequestProtocol::default()
+                .with_name(text("roundrobin"))
+                .with_metadata(Bytes::from_static(metadata)),
+        ])
+}
+
+fn join(
+    coordinator: &mut GroupCoordinator,
+    now_ms: u64,
+    token: ReplyToken,
+    member_id: &str,
+    instance: Option<&str>,
+) -> Vec<GroupOutput> {
+    let version = if instance.is_some() {
+        JOIN_VERSION
+    } else {
+        JOIN_VERSION_DYNAMIC
+    };
+    coordinator.join_group(
+        now_ms,
+        token,
+        version,
+        join_request(member_id, instance, b"subscription"),
+        "client",
+        "/10.0.0.1",
+        0xdead_beef_0000_0000 | token,
+    )
+}
+
+fn join_response(outputs: &[GroupOutput], token: ReplyToken) -> JoinGroupResponse {
+    let found: Vec<&JoinGroupResponse> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            GroupOutput::JoinResponse(output_token, response) if *output_token == token => {
+                Some(response)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "token {token} answered once in {outputs:?}");
+    found[0].clone()
+}
+
+fn sync_response(outputs: &[GroupOutput], token: ReplyToken) -> SyncGroupResponse {
+    let found: Vec<&SyncGroupResponse> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            GroupOutput::SyncResponse(output_token, response) if *output_token == token => {
+                Some(response)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "token {token} answered once in {outputs:?}");
+    found[0].clone()
+}
+
+fn sync(
+    coordinator: &mut GroupCoordinator,
+    now_ms: u64,
+    token: ReplyToken,
+    member_id: &str,
+    generation_id: i32,
+    assignments: &[(&str, &'static [u8])],
+) -> Vec<GroupOutput> {
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_generation_id(generation_id)
+        .with_member_id(text(member_id))
+        .with_assignments(
+            assignments
+                .iter()
+                .map(|(member, assignment)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(text(member))
+                        .with_assignment(Bytes::from_static(assignment))
+                })
+                .collect(),
+        );
+    coordinator.sync_group(now_ms, token, 5, request)
+}
+
+fn heartbeat(
+    coordinator: &mut GroupCoordinator,
+    now_ms: u64,
+    member_id: &str,
+    generation_id: i32,
+) -> i16 {
+    heartbeat_static(coordinator, now_ms, member_id, None, generation_id)
+}
+
+fn heartbeat_static(
+    coordinator: &mut GroupCoordinator,
+    now_ms: u64,
+    member_id: &str,
+    instance: Option<&str>,
+    generation_id: i32,
+) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_generation_id(generation_id)
+        .with_member_id(text(member_id))
+        .with_group_instance_id(instance.map(text));
+    coordinator.heartbeat(now_ms, 4, request).error_code
+}
+
+/// A stable group of two members: (first member id = leader, second member id).
+fn stable_group_of_two(coordinator: &mut GroupCoordinator) -> (String, String) {
+    assert!(join(coordinator, 0, 1, "", None).is_empty());
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::PreparingRebalance
+    );
+    assert_eq!(coordinator.next_deadline_ms(), Some(INITIAL_DELAY_MS));
+    assert!(join(coordinator, 10, 2, "", None).is_empty());
+    // The second member extends the initial delay.
+    assert_eq!(coordinator.next_deadline_ms(), Some(10 + INITIAL_DELAY_MS));
+    assert!(coordinator.tick(100).is_empty());
+    let outputs = coordinator.tick(110);
+    assert_eq!(outputs.len(), 2);
+    let first = join_response(&outputs, 1);
+    let second = join_response(&outputs, 2);
+    assert_eq!(first.error_code, 0);
+    assert_eq!(first.generation_id, 1);
+    assert_eq!(second.generation_id, 1);
+    assert_eq!(
+        first.protocol_name.as_ref().map(|name| name.as_str()),
+        Some("range")
+    );
+    let leader = first.member_id.as_str().to_owned();
+    let follower = second.member_id.as_str().to_owned();
+    assert!(leader.starts_with("client-"));
+    assert_ne!(leader, follower);
+    assert_eq!(first.leader.as_str(), leader);
+    assert_eq!(second.leader.as_str(), leader);
+    assert_eq!(first.members.len(), 2, "the leader gets the member list");
+    assert!(second.members.is_empty(), "followers do not");
+    assert_eq!(
+        first.members[0].metadata,
+        Bytes::from_static(b"subscription")
+    );
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::CompletingRebalance
+    );
+
+    // Followers wait for the leader's assignment.
+    assert!(sync(coordinator, 120, 3, &follower, 1, &[]).is_empty());
+    let outputs = sync(
+        coordinator,
+        130,
+        4,
+        &leader,
+        1,
+        &[(&leader, b"p0"), (&follower, b"p1")],
+    );
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(
+        sync_response(&outputs, 4).assignment,
+        Bytes::from_static(b"p0")
+    );
+    assert_eq!(
+        sync_response(&outputs, 3).assignment,
+        Bytes::from_static(b"p1")
+    );
+    assert_eq!(
+        sync_response(&outputs, 3)
+            .protocol_name
+            .as_ref()
+            .map(|name| name.as_str()),
+        Some("range")
+    );
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Stable);
+    (leader, follower)
+}
+
+#[test]
+fn two_members_join_sync_and_heartbeat() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    assert_eq!(heartbeat(&mut coordinator, 1_000, &leader, 1), 0);
+    assert_eq!(heartbeat(&mut coordinator, 1_000, &follower, 1), 0);
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_000, &follower, 0),
+        code(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_000, "stranger", 1),
+        code(ResponseError::UnknownMemberId)
+    );
+    // A sync in the stable state returns the stored assignment.
+    let outputs = sync(&mut coordinator, 1_000, 9, &follower, 1, &[]);
+    assert_eq!(
+        sync_response(&outputs, 9).assignment,
+        Bytes::from_static(b"p1")
+    );
+    assert_eq!(
+        coordinator.next_deadline_ms(),
+        Some(1_000 + SESSION_TIMEOUT_MS as u64)
+    );
+}
+
+#[test]
+fn a_third_member_triggers_a_rebalance_everyone_rejoins() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    assert!(join(&mut coordinator, 1_000, 10, "", None).is_empty());
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::PreparingRebalance
+    );
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_100, &leader, 1),
+        code(ResponseError::RebalanceInProgress)
+    );
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_100, &follower, 1),
+        code(ResponseError::RebalanceInProgress)
+    );
+    assert!(join(&mut coordinator, 1_200, 11, &leader, None).is_empty());
+    // The last member to rejoin completes the join at once.
+    let outputs = join(&mut coordinator, 1_300, 12, &follower, None);
+    assert_eq!(outputs.len(), 3);
+    for token in [10, 11, 12] {
+        let response = join_response(&outputs, token);
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.generation_id, 2);
+        assert_eq!(response.leader.as_str(), leader);
+    }
+    assert_eq!(join_response(&outputs, 11).members.len(), 3);
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::CompletingRebalance
+    );
+    // An old-generation heartbeat is now illegal.
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_400, &follower, 1),
+        code(ResponseError::IllegalGeneration)
+    );
+}
+
+#[test]
+fn join_v4_requires_a_member_id_first() {
+    let mut coordinator = coordinator();
+    let request = join_request("", None, b"subscription");
+    let outputs = coordinator.join_group(0, 1, 4, request, "client", "/10.0.0.1", 7);
+    let response = join_response(&outputs, 1);
+    assert_eq!(response.error_code, code(ResponseError::MemberIdRequired));
+    let member_id = response.member_id.as_str().to_owned();
+    assert!(member_id.starts_with("client-"));
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+    let request = join_request(&member_id, None, b"subscription");
+    assert!(coordinator
+        .join_group(5, 2, 4, request, "client", "/10.0.0.1", 8)
+        .is_empty());
+    let outputs = coordinator.tick(5 + INITIAL_DELAY_MS);
+    let response = join_response(&outputs, 2);
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.member_id.as_str(), member_id);
+    assert_eq!(response.generation_id, 1);
+}
+
+#[test]
+fn an_unused_two_step_member_id_expires() {
+    let mut coordinator = coordinator();
+    let request = join_request("", None, b"subscription");
+    let outputs = coordinator.join_group(0, 1, 4, request, "client", "/10.0.0.1", 7);
+    let member_id = join_response(&outputs, 1).member_id.as_str().to_owned();
+    assert_eq!(
+        coordinator.next_deadline_ms(),
+        Some(SESSION_TIMEOUT_MS as u64)
+    );
+    assert!(coordinator.tick(SESSION_TIMEOUT_MS as u64).is_empty());
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Dead);
+    let request = join_request(&member_id, None, b"subscription");
+    let outputs = coordinator.join_group(20_000, 2, 4, request, "client", "/10.0.0.1", 8);
+    assert_eq!(
+        join_response(&outputs, 2).error_code,
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn a_member_leaving_triggers_a_rebalance() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(text(&follower)),
+            MemberIdentity::default().with_member_id(text("stranger")),
+        ]);
+    let (response, outputs) = coordinator.leave_group(1_000, 3, request);
+    assert!(outputs.is_empty());
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.members[0].error_code, 0);
+    assert_eq!(
+        response.members[1].error_code,
+        code(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::PreparingRebalance
+    );
+    assert_eq!(
+        heartbeat(&mut coordinator, 1_100, &leader, 1),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let outputs = join(&mut coordinator, 1_200, 20, &leader, None);
+    let response = join_response(&outputs, 20);
+    assert_eq!(response.generation_id, 2);
+    assert_eq!(response.members.len(), 1);
+
+    // v0-2: a single member, its error at the top level.
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_member_id(text(&follower));
+    let (response, _) = coordinator.leave_group(1_300, 1, request);
+    assert_eq!(response.error_code, code(ResponseError::UnknownMemberId));
+}
+
+#[test]
+fn the_last_member_leaving_empties_the_group() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    for member in [&leader, &follower] {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_member_id(text(member));
+        let (response, _) = coordinator.leave_group(1_000, 2, request);
+        assert_eq!(response.error_code, 0);
+    }
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+}
+
+#[test]
+fn session_expiry_removes_the_member_and_rebalances() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    // Sessions were last refreshed by the syncs at 120 (follower) and 130 (leader).
+    assert_eq!(heartbeat(&mut coordinator, 5_000, &leader, 1), 0);
+    let follower_deadline_ms = 120 + SESSION_TIMEOUT_MS as u64;
+    assert_eq!(coordinator.next_deadline_ms(), Some(follower_deadline_ms));
+    assert!(coordinator.tick(follower_deadline_ms - 1).is_empty());
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Stable);
+    assert!(coordinator.tick(follower_deadline_ms).is_empty());
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::PreparingRebalance
+    );
+    assert_eq!(
+        heartbeat(&mut coordinator, 10_200, &follower, 1),
+        code(ResponseError::UnknownMemberId)
+    );
+    let outputs = join(&mut coordinator, 10_300, 30, &leader, None);
+    let response = join_response(&outputs, 30);
+    assert_eq!(response.generation_id, 2);
+    assert_eq!(response.members.len(), 1);
+}
+
+#[test]
+fn rebalance_timeout_drops_a_member_that_did_not_rejoin() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    assert!(join(&mut coordinator, 1_000, 40, "", None).is_empty());
+    assert!(join(&mut coordinator, 1_100, 41, &leader, None).is_empty());
+    // The follower keeps heartbeating but never rejoins.
+    let deadline_ms = 1_000 + REBALANCE_TIMEOUT_MS as u64;
+    let mut now_ms = 1_000;
+    while now_ms + 5_000 < deadline_ms {
+        now_ms += 5_000;
+        assert_eq!(
+            heartbeat(&mut coordinator, now_ms, &follower, 1),
+            code(ResponseError::RebalanceInProgress)
+        );
+        assert!(coordinator.tick(now_ms).is_empty());
+    }
+    assert_eq!(coordinator.next_deadline_ms(), Some(deadline_ms));
+    let outputs = coordinator.tick(deadline_ms);
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(join_response(&outputs, 41).members.len(), 2);
+    assert_eq!(join_response(&outputs, 40).generation_id, 2);
+    assert_eq!(
+        heartbeat(&mut coordinator, deadline_ms, &follower, 2),
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn a_static_member_restart_keeps_its_assignment_without_a_rebalance() {
+    let mut coordinator = coordinator();
+    assert!(join(&mut coordinator, 0, 1, "", Some("instance-a")).is_empty());
+    assert!(join(&mut coordinator, 0, 2, "", None).is_empty());
+    let outputs = coordinator.tick(INITIAL_DELAY_MS);
+    let static_id = join_response(&outputs, 1).member_id.as_str().to_owned();
+    let dynamic_id = join_response(&outputs, 2).member_id.as_str().to_owned();
+    let leader = join_response(&outputs, 1).leader.as_str().to_owned();
+    assert_eq!(leader, static_id);
+    sync(&mut coordinator, 200, 3, &dynamic_id, 1, &[]);
+    let outputs = sync(
+        &mut coordinator,
+        200,
+        4,
+        &static_id,
+        1,
+        &[(&static_id, b"a"), (&dynamic_id, b"b")],
+    );
+    assert_eq!(
+        sync_response(&outputs, 3).assignment,
+        Bytes::from_static(b"b")
+    );
+
+    // The static member restarts: a new member id, the same metadata.
+    let outputs = join(&mut coordinator, 1_000, 5, "", Some("instance-a"));
+    let response = join_response(&outputs, 5);
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.generation_id, 1);
+    let new_id = response.member_id.as_str().to_owned();
+    assert_ne!(new_id, static_id);
+    assert_eq!(
+        response.leader.as_str(),
+        new_id,
+        "leadership moves to the new id"
+    );
+    assert!(response.skip_assignment);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Stable);
+    // The old incarnation is fenced; the new one gets the old assignment.
+    assert_eq!(
+        heartbeat_static(&mut coordinator, 1_100, &static_id, Some("instance-a"), 1),
+        code(ResponseError::FencedInstanceId)
+    );
+    let outputs = sync(&mut coordinator, 1_100, 6, &new_id, 1, &[]);
+    assert_eq!(
+        sync_response(&outputs, 6).assignment,
+        Bytes::from_static(b"a")
+    );
+    assert_eq!(heartbeat(&mut coordinator, 1_200, &dynamic_id, 1), 0);
+    // A static rejoin with changed metadata does rebalance.
+    let request = join_request("", Some("instance-a"), b"new-subscription");
+    let outputs = coordinator.join_group(1_300, 7, JOIN_VERSION, request, "client", "/h", 99);
+    assert!(outputs.is_empty());
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::PreparingRebalance
+    );
+}
+
+#[test]
+fn group_max_size_and_inconsistent_protocols_are_rejected() {
+    let mut coordinator = GroupCoordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        session_timeout_ms_min: 1_000,
+        group_members_max: 1,
+        ..GroupConfig::default()
+    });
+    assert!(join(&mut coordinator, 0, 1, "", None).is_empty());
+    let outputs = join(&mut coordinator, 0, 2, "", None);
+    assert_eq!(
+        join_response(&outputs, 2).error_code,
+        code(ResponseError::GroupMaxSizeReached)
+    );
+    let request = join_request("", None, b"x").with_protocol_type(text("connect"));
+    let outputs = coordinator.join_group(0, 3, JOIN_VERSION, request, "client", "/h", 1);
+    assert_eq!(
+        join_response(&outputs, 3).error_code,
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    let request = join_request("", None, b"x").with_session_timeout_ms(10);
+    let outputs = coordinator.join_group(0, 4, JOIN_VERSION, request, "client", "/h", 1);
+    assert_eq!(
+        join_response(&outputs, 4).error_code,
+        code(ResponseError::InvalidSessionTimeout)
+    );
+}
+
+fn commit_request(
+    member_id: &str,
+    generation_id: i32,
+    offsets: &[(&str, i32, i64)],
+) -> OffsetCommitRequest {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for (topic, partition, offset) in offsets {
+        topics.entry(topic).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset)
+                .with_committed_metadata(Some(text("meta"))),
+        );
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_generation_id_or_member_epoch(generation_id)
+        .with_member_id(text(member_id))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(text(topic)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+fn commit_errors(prepared: &PreparedCommit) -> Vec<i16> {
+    prepared
+        .response
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| partition.error_code)
+        })
+        .collect()
+}
+
+fn fetch_one(coordinator: &GroupCoordinator, group_id: &str, topic: &str, partition: i32) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(text(group_id)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partition_indexes(vec![partition])]));
+    let response = coordinator.offset_fetch(7, &request);
+    assert_eq!(response.error_code, 0);
+    response.topics[0].partitions[0].committed_offset
+}
+
+#[test]
+fn offset_commit_is_validated_against_the_generation() {
+    let mut coordinator = coordinator();
+    let (leader, _follower) = stable_group_of_two(&mut coordinator);
+    let stale =
+        coordinator.prepare_offset_commit(1_000, 8, &commit_request(&leader, 0, &[("t", 0, 5)]));
+    assert_eq!(
+        commit_errors(&stale),
+        vec![code(ResponseError::IllegalGeneration)]
+    );
+    assert!(stale.records.is_empty());
+    let stranger =
+        coordinator.prepare_offset_commit(1_000, 8, &commit_request("stranger", 1, &[("t", 0, 5)]));
+    assert_eq!(
+        commit_errors(&stranger),
+        vec![code(ResponseError::UnknownMemberId)]
+    );
+    let simple =
+        coordinator.prepare_offset_commit(1_000, 8, &commit_request("", -1, &[("t", 0, 5)]));
+    assert_eq!(
+        commit_errors(&simple),
+        vec![code(ResponseError::UnknownMemberId)]
+    );
+
+    let good = coordinator.prepare_offset_commit(
+        1_000,
+        8,
+        &commit_request(&leader, 1, &[("t", 0, 5), ("t", 1, 7)]),
+    );
+    assert_eq!(commit_errors(&good), vec![0, 0]);
+    assert_eq!(good.records.len(), 2);
+    // Nothing is visible until the records are durable and applied.
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), -1);
+    coordinator.apply_offset_commit(&good.records);
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), 5);
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 1), 7);
+
+    // During a rebalance the current generation may still commit; once the join
+    // completes, commits wait for the sync.
+    join(&mut coordinator, 2_000, 50, "", None);
+    let during =
+        coordinator.prepare_offset_commit(2_000, 8, &commit_request(&leader, 1, &[("t", 0, 6)]));
+    assert_eq!(commit_errors(&during), vec![0]);
+    coordinator.tick(2_000 + REBALANCE_TIMEOUT_MS as u64);
+    assert_eq!(
+        coordinator.group_state(GROUP),
+        GroupState::CompletingRebalance
+    );
+    let completing =
+        coordinator.prepare_offset_commit(40_000, 8, &commit_request(&leader, 2, &[("t", 0, 6)]));
+    assert_eq!(
+        commit_errors(&completing),
+        vec![code(ResponseError::RebalanceInProgress)]
+    );
+
+    let too_large = "x".repeat(OFFSET_METADATA_BYTES_MAX + 1);
+    let mut request = commit_request("", -1, &[("t", 0, 1)]);
+    request.group_id = GroupId(text("standalone"));
+    request.topics[0].partitions[0].committed_metadata = Some(text(&too_large));
+    let prepared = coordinator.prepare_offset_commit(40_000, 8, &request);
+    assert_eq!(
+        commit_errors(&prepared),
+        vec![code(ResponseError::OffsetMetadataTooLarge)]
+    );
+}
+
+#[test]
+fn standalone_consumers_commit_with_generation_minus_one() {
+    let mut coordinator = coordinator();
+    let prepared =
+        coordinator.prepare_offset_commit(0, 8, &commit_request("", -1, &[("t", 3, 42)]));
+    assert_eq!(commit_errors(&prepared), vec![0]);
+    coordinator.apply_offset_commit(&prepared.records);
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 3), 42);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+    let stale = GroupCoordinator::new(GroupConfig::default()).prepare_offset_commit(
+        0,
+        8,
+        &commit_request("member", 3, &[("t", 3, 42)]),
+    );
+    assert_eq!(
+        commit_errors(&stale),
+        vec![code(ResponseError::IllegalGeneration)]
+    );
+}
+
+#[test]
+fn offset_fetch_handles_unknown_partitions_all_topics_and_batches() {
+    let mut coordinator = coordinator();
+    let prepared = coordinator.prepare_offset_commit(
+        0,
+        8,
+        &commit_request("", -1, &[("a", 0, 1), ("b", 2, 3)]),
+    );
+    coordinator.apply_offset_commit(&prepared.records);
+    assert_eq!(fetch_one(&coordinator, GROUP, "a", 1), -1);
+    assert_eq!(fetch_one(&coordinator, "other-group", "a", 0), -1);
+
+    let all = coordinator.offset_fetch(
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_topics(None),
+    );
+    let flattened: Vec<(String, i32, i64)> = all
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.0.as_str().to_owned(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        flattened,
+        vec![("a".to_owned(), 0, 1), ("b".to_owned(), 2, 3)]
+    );
+
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(TopicName(text("b")))
+                .with_partition_indexes(vec![2, 5])])),
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text("nobody")))
+            .with_topics(None),
+    ]);
+    let response = coordinator.offset_fetch(8, &request);
+    assert_eq!(response.groups.len(), 2);
+    let offsets: Vec<i64> = response.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.committed_offset)
+        .collect();
+    assert_eq!(offsets, vec![3, -1]);
+    assert!(response.groups[1].topics.is_empty());
+}
+
+#[test]
+fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    let prepared =
+        coordinator.prepare_offset_commit(200, 8, &commit_request(&leader, 1, &[("t", 0, 9)]));
+    coordinator.apply_offset_commit(&prepared.records);
+    let request = DeleteGroupsRequest::default()
+        .with_groups_names(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
+    let (response, records) = coordinator.delete_groups(2, &request);
+    assert_eq!(
+        response.results[0].error_code,
+        code(ResponseError::NonEmptyGroup)
+    );
+    assert_eq!(
+        response.results[1].error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+    assert!(records.is_empty());
+
+    for member in [&leader, &follower] {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_member_id(text(member));
+        coordinator.leave_group(300, 0, request);
+    }
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(GROUP))]);
+    let (response, records) = coordinator.delete_groups(2, &request);
+    assert_eq!(response.results[0].error_code, 0);
+    assert_eq!(
+        records,
+        vec![OffsetRecord::GroupTombstone {
+            group_id: GROUP.to_owned()
+        }]
+    );
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), -1);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Dead);
+    let (response, _) = coordinator.delete_groups(2, &request);
+    assert_eq!(
+        response.results[0].error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+}
+
+#[test]
+fn describe_and_list_groups() {
+    let mut coordinator = coordinator();
+    let (leader, _follower) = stable_group_of_two(&mut coordinator);
+    let prepared = coordinator.prepare_offset_commit(0, 8, &{
+        let mut request = commit_request("", -1, &[("t", 0, 1)]);
+        request.group_id = GroupId(text("offsets-only"));
+        request
+    });
+    coordinator.apply_offset_commit(&prepared.records);
+
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
+    let response = coordinator.describe_groups(5, &request);
+    let described = &response.groups[0];
+    assert_eq!(described.group_state.as_str(), "Stable");
+    assert_eq!(described.protocol_type.as_str(), "consumer");
+    assert_eq!(described.protocol_data.as_str(), "range");
+    assert_eq!(described.members.len(), 2);
+    let leader_member = described
+        .members
+        .iter()
+        .find(|member| member.member_id.as_str() == leader)
+        .unwrap();
+    assert_eq!(leader_member.member_assignment, Bytes::from_static(b"p0"));
+    assert_eq!(leader_member.client_host.as_str(), "/10.0.0.1");
+    assert_eq!(response.groups[1].group_state.as_str(), "Dead");
+    assert_eq!(response.groups[1].error_code, 0);
+    let response = coordinator.describe_groups(6, &request);
+    assert_eq!(
+        response.groups[1].error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+
+    let listed = coordinator.list_groups(4, &ListGroupsRequest::default());
+    let names: Vec<(&str, &str)> = listed
+        .groups
+        .iter()
+        .map(|group| (group.group_id.0.as_str(), group.group_state.as_str()))
+        .collect();
+    assert_eq!(names, vec![("offsets-only", "Empty"), (GROUP, "Stable")]);
+    let filtered = coordinator.list_groups(
+        4,
+        &ListGroupsRequest::default().with_states_filter(vec![text("empty")]),
+    );
+    assert_eq!(filtered.groups.len(), 1);
+    assert_eq!(filtered.groups[0].group_id.0.as_str(), "offsets-only");
+    let consumer_type = coordinator.list_groups(
+        5,
+        &ListGroupsRequest::default().with_types_filter(vec![text("consumer")]),
+    );
+    assert!(consumer_type.groups.is_empty());
+}
+
+#[test]
+fn a_superseded_join_is_answered_once() {
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    assert!(join(&mut coordinator, 1_000, 60, &leader, None).is_empty());
+    let outputs = join(&mut coordinator, 1_100, 61, &leader, None);
+    assert_eq!(
+        join_response(&outputs, 60).error_code,
+        code(ResponseError::RebalanceInProgress)
+    );
+    let outputs = join(&mut coordinator, 1_200, 62, &follower, None);
+    assert_eq!(join_response(&outputs, 61).generation_id, 2);
+    assert_eq!(join_response(&outputs, 62).generation_id, 2);
+}
+
+// ---- Model-based test of the committed offsets ----
+
+#[derive(Debug, Clone)]
+enum OffsetOperation {
+    Commit {
+        group: u8,
+        topic: u8,
+        partition: i32,
+        offset: i64,
+    },
+    Fetch {
+        group: u8,
+    },
+    Delete {
+        group: u8,
+    },
+    Reload,
+}
+
+fn offset_operation() -> impl Strategy<Value = OffsetOperation> {
+    prop_oneof![
+        6 => (0u8..3, 0u8..2, 0i32..3, 0i64..1_000).prop_map(|(group, topic, partition, offset)| OffsetOperation::Commit { group, topic, partition, offset }),
+        3 => (0u8..3).prop_map(|group| OffsetOperation::Fetch { group }),
+        1 => (0u8..3).prop_map(|group| OffsetOperation::Delete { group }),
+        1 => Just(OffsetOperation::Reload),
+    ]
+}
+
+fn group_name(group: u8) -> String {
+    format!("group-{group}")
+}
+
+fn fetch_all(coordinator: &GroupCoordinator, group: u8) -> BTreeMap<(String, i32), i64> {
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text(&group_name(group))))
+            .with_topics(None)]);
+    let response = coordinator.offset_fetch(8, &request);
+    response.groups[0]
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    (topic.name.0.as_str().to_owned(), partition.partition_index),
+                    partition.committed_offset,
+                )
+            })
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn committed_offsets_match_a_model(operations in proptest::collection::vec(offset_operation(), 1..60)) {
+        let mut coordinator = coordinator();
+        // The offsets log as the driver would store it: encoded (key, value) pairs.
+        let mut log: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut model: BTreeMap<u8, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        for operation in operations {
+            match operation {
+                OffsetOperation::Commit { group, topic, partition, offset } => {
+                    let topic = format!("topic-{topic}");
+                    let mut request = commit_request("", -1, &[(&topic, partition, offset)]);
+                    request.group_id = GroupId(text(&group_name(group)));
+                    let prepared = coordinator.prepare_offset_commit(0, 8, &request);
+                    prop_assert_eq!(commit_errors(&prepared), vec![0]);
+                    log.extend(prepared.records.iter().map(OffsetRecord::encode));
+                    coordinator.apply_offset_commit(&prepared.records);
+                    model.entry(group).or_default().insert((topic, partition), offset);
+                }
+                OffsetOperation::Fetch { group } => {
+                    let expected = model.get(&group).cloned().unwrap_or_default();
+                    prop_assert_eq!(fetch_all(&coordinator, group), expected);
+                }
+                OffsetOperation::Delete { group } => {
+                    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(&group_name(group)))]);
+                    let (response, records) = coordinator.delete_groups(2, &request);
+                    let expected = if model.remove(&group).is_some() { 0 } else { code(ResponseError::GroupIdNotFound) };
+                    prop_assert_eq!(response.results[0].error_code, expected);
+                    log.extend(records.iter().map(OffsetRecord::encode));
+                }
+                OffsetOperation::Reload => {
+                    coordinator = self::coordinator();
+                    let records: Vec<OffsetRecord> = log
+                        .iter()
+                        .map(|(key, value)| OffsetRecord::decode(key, value).expect("written by encode"))
+                        .collect();
+                    coordinator.load_offset_records(records);
+                }
+            }
+        }
+        for group in 0..3 {
+            prop_assert_eq!(fetch_all(&coordinator, group), model.get(&group).cloned().unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! [`PartitionLog`]: the segmented, indexed, crash-recovering log of one partition.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::config::LogConfig;
+use super::error::{BatchError, LogError};
+use super::record_batch::{set_base_offset, set_partition_leader_epoch, RecordBatchHeader};
+use super::recovery::{recover_segments, Checkpoint, RecoveryReport};
+use super::retention::{segments_to_delete, SegmentSummary};
+use super::segment::{remove_segment_files, Segment, SEGMENT_OFFSETS_MAX};
+use crate::io::{Disk, DiskFile};
+
+/// What `append` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes: usize,
+}
+
+/// The work of one sync, taken by [`PartitionLog::begin_sync`] and run by the driver off the
+/// reactor with [`SyncPlan::execute`]; then reported with [`PartitionLog::complete_sync`].
+pub struct SyncPlan {
+    /// The log end offset this sync makes durable.
+    pub end_offset: i64,
+    files: Vec<Arc<dyn DiskFile>>,
+    directories: Vec<PathBuf>,
+    /// A new recovery point to record after everything else is durable.
+    checkpoint: Option<(PathBuf, Checkpoint)>,
+}
+
+impl std::fmt::Debug for SyncPlan {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SyncPlan")
+            .field("end_offset", &self.end_offset)
+            .field("files", &self.files.len())
+            .field("directories", &self.directories)
+            .field("checkpoint", &self.checkpoint)
+            .finish()
+    }
+}
+
+impl SyncPlan {
+    /// Syncs the files, then the directories, then records the new recovery point. Blocking.
+    /// On error the files' contents are unknown: the driver must drop the log and reopen it,
+    /// which recovers from what is really on disk.
+    pub fn execute(&self, disk: &dyn Disk) -> io::Result<()> {
+        for file in &self.files {
+            file.sync()?;
+        }
+        for directory in &self.directories {
+            disk.sync_dir(directory)?;
+        }
+        if let Some((dir, checkpoint)) = &self.checkpoint {
+            crate::io::disk::write_atomically(
+                disk,
+                &dir.join(super::recovery::CHECKPOINT_FILE_NAME),
+                &checkpoint.encode(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How many files and directories the plan syncs.
+    pub fn sync_count(&self) -> usize {
+        self.files.len() + self.directories.len()
+    }
+}
+
+/// The log of one partition: a sequence of segments with dense offsets from
+/// `log_start_offset` to `log_end_offset`, the last segment active.
+pub struct PartitionLog {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, contiguous, never empty; the last one is active.
+    segments: Vec<Segment>,
+    durable_end_offset: i64,
+    /// Whether the active segment's log file has writes no sync has covered.
+    active_unsynced: bool,
+    /// Sealed segments' log and index files with writes no sync has covered.
+    unsynced_files: Vec<Arc<dyn DiskFile>>,
+    /// Whether segment files were created or removed since the directory was last synced.
+    directory_unsynced: bool,
+    /// The recovery point most recently handed to a sync (or read at open).
+    checkpointed_recovery_point: i64,
+    /// The end offset of a sync between `begin_sync` and `complete_sync`.
+    sync_in_flight: Option<i64>,
+}
+
+impl PartitionLog {
+    /// Opens (creating if absent) the log in `dir` and recovers it. Everything recovered is
+    /// synced before this returns, so `durable_end_offset() == log_end_offset()`.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        wall_ms: i64,
+    ) -> Result<(PartitionLog, RecoveryReport), LogError> {
+        config.assert_valid();
+        if !disk.exists(dir) {
+            disk.create_dir_all(dir)?;
+            if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                if disk.exists(parent) {
+                    disk.sync_dir(parent)?;
+                }
+            }
+            disk.sync_dir(dir)?;
+        }
+        let checkpoint = Checkpoint::read(&*disk, dir)?;
+        let (mut segments, report) = recover_segments(
+            &*disk,
+            dir,
+            checkpoint,
+            config.index_interval_bytes,
+            wall_ms,
+        )?;
+        if segments.is_empty() {
+            segments.push(Segment::create(&*disk, dir, 0, wall_ms)?);
+        }
+        // Removals and truncations made by recovery must be durable before anything new is
+        // written, or a crash could bring back stale batches behind new ones.
+        disk.sync_dir(dir)?;
+        let log_end_offset = segments.last().expect("never empty").next_offset();
+        let mut recovery_point = checkpoint.map_or(0, |checkpoint| checkpoint.recovery_point);
+        let stale = checkpoint.is_some_and(|checkpoint| {
+            checkpoint.clean || checkpoint.recovery_point > log_end_offset
+        });
+        if stale {
+            // Until the next clean close the last segment's index files go stale; and a recovery
+            // point past the end (a truncation that crashed before lowering it) would otherwise
+            // come to cover segments written later and never synced.
+            recovery_point = recovery_point.min(log_end_offset);
+            Checkpoint {
+                recovery_point,
+                clean: false,
+            }
+            .write(&*disk, dir)?;
+        }
+        let log = PartitionLog {
+            disk,
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            durable_end_offset: log_end_offset,
+            active_unsynced: false,
+            unsynced_files: Vec::new(),
+            directory_unsynced: false,
+            checkpointed_recovery_point: recovery_point,
+            sync_in_flight: None,
+        };
+        log.assert_invariants();
+        tracing::info!(dir = %dir.display(), ?report, log_end_offset, "opened partition log");
+        Ok((log, report))
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    fn assert_invariants(&self) {
+        assert!(!self.segments.is_empty());
+        debug_assert!(self
+            .segments
+            .windows(2)
+            .all(|pair| pair[0].next_offset() == pair[1].base_offset()));
+        assert!(self.durable_end_offset <= self.log_end_offset());
+        assert!(self.log_start_offset() <= self.log_end_offset());
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments[0].base_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Every offset below this survives a crash.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn update_config(&mut self, config: LogConfig) {
+        config.assert_valid();
+        self.config = config;
+    }
+
+    /// Appends one batch, exactly as received from a producer and already checked with
+    /// [`super::record_batch::validate`] (its CRC is not recomputed here). The copy written gets
+    /// base offset = log end offset and the given leader epoch. Rolls first if the active
+    /// segment would pass `segment.bytes` or is older than `segment.ms`. Does not sync.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: i32,
+        wall_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let header = RecordBatchHeader::parse(batch)?;
+        if header.total_bytes() != batch.len() {
+            return Err(BatchError::Incomplete {
+                available: batch.len(),
+                needed: header.total_bytes(),
+            }
+            .into());
+        }
+        debug_assert!(
+            super::record_batch::validate(batch).is_ok(),
+            "append takes only validated batches"
+        );
+        let limit = u64::from(self.config.max_message_bytes).min(self.config.segment_bytes);
+        if batch.len() as u64 > limit {
+            return Err(LogError::RecordTooLarge {
+                bytes: batch.len(),
+                limit,
+            });
+        }
+        if self.should_roll(&header, batch.len(), wall_ms) {
+            self.roll(wall_ms)?;
+        }
+        let base_offset = self.log_end_offset();
+        let mut owned = batch.to_vec();
+        set_base_offset(&mut owned, base_offset);
+        set_partition_leader_epoch(&mut owned, leader_epoch);
+        let header = RecordBatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            ..header
+        };
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(&owned, &header, interval)?;
+        self.active_unsynced = true;
+        debug_assert_eq!(self.log_end_offset(), header.next_offset());
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            bytes: owned.len(),
+        })
+    }
+
+    fn should_roll(&self, header: &RecordBatchHeader, batch_bytes: usize, wall_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let too_big = active.size_bytes() + batch_bytes as u64 > self.config.segment_bytes;
+        let too_old = wall_ms.saturating_sub(active.created_wall_ms()) >= self.config.segment_ms;
+        let too_many_offsets = header.next_offset() - header.base_offset + active.next_offset()
+            - active.base_offset()
+            > SEGMENT_OFFSETS_MAX;
+        too_big || too_old || too_many_offsets
+    }
+
+    /// Seals the active segment (writing its indexes) and starts a new one at the log end.
+    fn roll(&mut self, wall_ms: i64) -> Result<(), LogError> {
+        let disk = Arc::clone(&self.disk);
+        let dir = self.dir.clone();
+        let index_files = self.active_mut().write_indexes(&*disk, &dir)?;
+        self.unsynced_files.extend(index_files);
+        if self.active_unsynced {
+            let log_file = Arc::clone(self.active().log_file());
+            self.unsynced_files.push(log_file);
+            self.active_unsynced = false;
+        }
+        let segment = Segment::create(&*disk, &dir, self.log_end_offset(), wall_ms)?;
+        self.segments.push(segment);
+        self.directory_unsynced = true;
+        Ok(())
+    }
+
+    /// What must be synced to make the current log end durable, or `None` if it already is.
+    /// One sync runs at a time: call `complete_sync` (or drop the log after a failure) first.
+    pub fn begin_sync(&mut self) -> Option<SyncPlan> {
+        assert!(self.sync_in_flight.is_none(), "one sync at a time");
+        let nothing_to_do = !self.active_unsynced
+            && self.unsynced_files.is_empty()
+            && !self.directory_unsynced
+            && self.durable_end_offset == self.log_end_offset();
+        if nothing_to_do {
+            return None;
+        }
+        let mut files = std::mem::take(&mut self.unsynced_files);
+        if self.active_unsynced {
+            files.push(Arc::clone(self.active().log_file()));
+            self.active_unsynced = false;
+        }
+        let mut directories = Vec::new();
+        if std::mem::take(&mut self.directory_unsynced) {
+            directories.push(self.dir.clone());
+        }
+        // Every sealed segment is in this plan or an earlier one, so once it completes the
+        // active segment's base is a valid recovery point.
+        let recovery_point = self.active().base_offset();
+        let checkpoint = (recovery_point > self.checkpointed_recovery_point).then(|| {
+            self.checkpointed_recovery_point = recovery_point;
+            (
+                self.dir.clone(),
+                Checkpoint {
+                    recovery_point,
+                    clean: false,
+                },
+            )
+        });
+        let end_offset = self.log_end_offset();
+        self.sync_in_flight = Some(end_offset);
+        Some(SyncPlan {
+            end_offset,
+            files,
+            directories,
+            checkpoint,
+        })
+    }
+
+    /// Records that a plan from `begin_sync` was executed successfully.
+    pub fn complete_sync(&mut self, end_offset: i64) {
+        assert_eq!(
+            self.sync_in_flight.take(),
+            Some(end_offset),
+            "complete_sync must answer the last begin_sync"
+        );
+        self.durable_end_offset = self
+            .durable_end_offset
+            .max(end_offset.min(self.log_end_offset()));
+        self.assert_invariants();
+    }
+
+    fn check_offset(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: self.log_end_offset(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The index of the segment holding `offset` (the last whose base is at or below it).
+    fn segment_index(&self, offset: i64) -> usize {
+        let after = self
+            .segments
+            .partition_point(|segment| segment.base_offset() <= offset);
+        after.saturating_sub(1)
+    }
+
+    /// Reads whole batches from the one holding `offset`, as many as fit in `max_bytes` but at
+    /// least one, all ending below `upper_bound` (the high watermark), from a single segment as
+    /// Kafka does. Empty at the end of the log.
+    pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<Bytes, LogError> {
+        self.check_offset(offset)?;
+        let mut index = self.segment_index(offset);
+        // A segment may end exactly at `offset`; then the batch lies in a later one.
+        while index < self.segments.len() && self.segments[index].next_offset() <= offset {
+            index += 1;
+        }
+        let Some(segment) = self.segments.get(index) else {
+            return Ok(Bytes::new());
+        };
+        let Some((start, first)) = segment.find(offset)? else {
+            return Ok(Bytes::new());
+        };
+        let mut header = first;
+        let mut end = start;
+        // Bounded by the segment's size: each step consumes one batch.
+        loop {
+            if header.last_offset() >= upper_bound {
+                break;
+            }
+            let total = header.total_bytes() as u64;
+            if end > start && (end - start + total) as usize > max_bytes {
+                break;
+            }
+            end += total;
+            if end >= segment.size_bytes() {
+                break;
+            }
+            header = segment.header_at(end)?;
+        }
+        let bytes = segment.read_bytes(start, (end - start) as usize)?;
+        #[cfg(debug_assertions)]
+        for batch in super::record_batch::split_batches(&bytes) {
+            super::record_batch::validate(batch.expect("whole batches"))
+                .expect("stored batches stay valid");
+        }
+        Ok(bytes)
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp,
+    /// among batches ending below `upper_bound`. Exact to the record for batches the records
+    /// codec can decode, else to the batch.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        upper_bound: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in &self.segments {
+            if segment.max_timestamp() < timestamp || segment.is_empty() {
+                continue;
+            }
+            let from = segment.base_offset() + i64::from(segment.time_index().lookup(timestamp));
+            let Some((mut position, mut header)) = segment.find(from)? else {
+                continue;
+            };
+            // Bounded by the segment's size.
+            loop {
+                if header.last_offset() >= upper_bound {
+                    return Ok(None);
+                }
+                if header.max_timestamp >= timestamp {
+                    let bytes = segment.read_bytes(position, header.total_bytes())?;
+                    return Ok(Some(exact_record(bytes, &header, timestamp)));
+                }
+                position += header.total_bytes() as u64;
+                if position >= segment.size_bytes() {
+                    break;
+                }
+                header = segment.header_at(position)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Calls `visit` with the header of each batch holding or following `from_offset`.
+    pub fn for_each_batch(
+        &self,
+        from_offset: i64,
+        mut visit: impl FnMut(&RecordBatchHeader),
+    ) -> Result<(), LogError> {
+        self.check_offset(from_offset)?;
+        let first = self.segment_index(from_offset);
+        for segment in &self.segments[first..] {
+            let Some((mut position, _)) = segment.find(from_offset.max(segment.base_offset()))?
+            else {
+                continue;
+            };
+            while position < segment.size_bytes() {
+                let header = segment.header_at(position)?;
+                visit(&header);
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes sealed segments past `retention.ms` or `retention.bytes`, oldest first, never the
+    /// active one, advancing the log start. Returns how many were deleted.
+    pub fn apply_retention(&mut self, wall_ms: i64) -> Result<usize, LogError> {
+        let sealed: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
+            .iter()
+            .map(|segment| SegmentSummary {
+                size_bytes: segment.size_bytes(),
+                max_timestamp: segment.max_timestamp(),
+            })
+            .collect();
+        let count = segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms);
+        assert!(
+            count < self.segments.len(),
+            "retention never deletes the active segment"
+        );
+        for segment in self.segments.drain(..count) {
+            remove_segment_files(&*self.disk, &self.dir, segment.base_offset())?;
+            self.directory_unsynced = true;
+        }
+        self.assert_invariants();
+        Ok(count)
+    }
+
+    /// Removes every batch at or above `offset`; a batch straddling it goes too, so the log end
+    /// becomes that batch's base. The change is synced before returning, so a crash cannot bring
+    /// the removed batches back. Must not be called while a sync is in flight.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        assert!(
+            self.sync_in_flight.is_none(),
+            "truncate_to while a sync is in flight"
+        );
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        self.check_offset(offset)?;
+        let index = self.segment_index(offset);
+        for segment in self.segments.drain(index + 1..) {
+            remove_segment_files(&*self.disk, &self.dir, segment.base_offset())?;
+        }
+        let segment = self
+            .segments
+            .last_mut()
+            .expect("the holding segment remains");
+        let (position, new_end) = match segment.find(offset)? {
+            Some((position, header)) => (position, header.base_offset),
+            None => (segment.size_bytes(), segment.next_offset()),
+        };
+        segment.truncate(position, new_end)?;
+        segment.log_file().sync()?;
+        // Sealed files of the now active segment are synced too; their stale index files are
+        // rewritten when it is sealed again.
+        for file in std::mem::take(&mut self.unsynced_files) {
+            file.sync()?;
+        }
+        self.active_unsynced = false;
+        self.disk.sync_dir(&self.dir)?;
+        self.directory_unsynced = false;
+        if self.checkpointed_recovery_point > new_end {
+            self.checkpointed_recovery_point = new_end;
+            Checkpoint {
+                recovery_point: new_end,
+                clean: false,
+            }
+            .write(&*self.disk, &self.dir)?;
+        }
+        // Everything left was synced above.
+        self.durable_end_offset = self.log_end_offset();
+        self.assert_invariants();
+        Ok(())
+    }
+
+    /// Clean shutdown: writes the active segment's indexes, syncs everything and records a
+    /// clean checkpoint at the log end, so the next open trusts every segment.
+    pub fn close(&mut self) -> Result<(), LogError> {
+        assert!(self.sync_in_flight.is_none(), "close while a sync is in flight");
+        let disk = Arc::clone(&self.disk);
+        let dir = self.dir.clone();
+        let index_files = self.active_mut().write_indexes(&*disk, &dir)?;
+        for file in self.unsynced_files.iter().chain(&index_files) {
+            file.sync()?;
+        }
+        self.active().log_file().sync()?;
+        disk.sync_dir(&dir)?;
+        Checkpoint {
+            recovery_point: self.log_end_offset(),
+            clean: true,
+        }
+        .write(&*disk, &dir)?;
+        Ok(())
+    }
+}
+
+/// The first record of `batch` at or after `timestamp`, decoded with the records codec; falls
+/// back to the batch's base offset and newest timestamp if the batch cannot be decoded.
+fn exact_record(mut batch: Bytes, header: &RecordBatchHeader, timestamp: i64) -> (i64, i64) {
+    let fallback = (header.base_offset, header.max_timestamp);
+    match kafka_protocol::records::RecordBatchDecoder::decode(&mut batch) {
+        Ok(set) => set
+            .records
+            .iter()
+            .find(|record| record.timestamp >= timestamp)
+            .map_or(fallback, |record| (record.offset, record.timestamp)),
+        Err(_) => fallback,
+    }
+}

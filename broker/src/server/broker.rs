@@ -1,0 +1,463 @@
+//! The broker's shared state: its settings, seams, topics and partitions, and the services the
+//! request handlers use. Handlers hold an `Arc<Broker>`.
+//!
+//! Locks are `std` locks held only for in-memory work, never across an `.await`; changes to the
+//! topic catalogue, which do disk I/O, are serialized by an async mutex of their own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::data_dir::{self, DataDirError, DataDirIdentity, TopicRecord};
+use super::groups::GroupService;
+use super::partition::Partition;
+use super::topic_config::{log_config_for_topic, validate_topic_name};
+use crate::config::BrokerConfig;
+use crate::io::{tasks, Clock, Disk, Random};
+use crate::log::{LogConfig, LogError};
+use crate::producer::ProducerIdAllocator;
+
+/// Partitions a topic may have; bounds memory and the tasks a single request can create.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// Topics a broker holds.
+pub const TOPICS_MAX: usize = 100_000;
+/// The internal topic that stores committed group offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The seams a broker runs on.
+#[derive(Clone)]
+pub struct Seams {
+    pub disk: Arc<dyn Disk>,
+    pub clock: Clock,
+    pub random: Random,
+}
+
+/// A topic and its partitions on this broker.
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Arc<Partition>>,
+    pub configs: BTreeMap<String, String>,
+    /// The broker's log defaults with this topic's overrides applied.
+    pub log_config: LogConfig,
+    pub internal: bool,
+}
+
+/// Why a topic operation failed, in Kafka's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("unknown topic `{0}`")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("replication factor {0} is larger than the 1 broker available")]
+    InvalidReplicationFactor(i16),
+    #[error("too many topics (at most {TOPICS_MAX})")]
+    TooManyTopics,
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl From<LogError> for TopicError {
+    fn from(error: LogError) -> Self {
+        TopicError::Storage(error.to_string())
+    }
+}
+
+impl From<DataDirError> for TopicError {
+    fn from(error: DataDirError) -> Self {
+        TopicError::Storage(error.to_string())
+    }
+}
+
+/// The broker's shared state.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub seams: Seams,
+    pub identity: DataDirIdentity,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes catalogue changes (create, delete, add partitions).
+    catalogue: tokio::sync::Mutex<()>,
+    /// Woken whenever a high watermark moves, for long-polling fetches.
+    pub data_visible: Arc<Notify>,
+    /// Stops each partition's syncer when its topic goes away or the broker stops.
+    syncer_stops: Mutex<BTreeMap<(String, i32), Arc<Notify>>>,
+    /// The consumer group coordinator and its driver.
+    pub groups: GroupService,
+    producer_ids: Mutex<ProducerIdAllocator>,
+    /// Serializes producer id reservations, which write a checkpoint.
+    pub producer_id_reservation: tokio::sync::Mutex<()>,
+}
+
+fn hex_id(id: &Uuid) -> String {
+    id.simple().to_string()
+}
+
+impl Broker {
+    /// Opens the data directory and every topic in it. Blocking: call before serving.
+    pub fn open(config: BrokerConfig, seams: Seams) -> Result<Arc<Self>, TopicError> {
+        let root = config.data_dir.clone();
+        let identity = data_dir::open_data_dir(seams.disk.as_ref(), &root, config.node_id, &seams.random)?;
+        let producer_id_limit = data_dir::load_producer_id_limit(seams.disk.as_ref(), &root)?;
+        let config_for_groups = config.clone();
+        let clock_origin = seams.clock.now();
+        let broker = Arc::new(Self {
+            config,
+            seams,
+            identity,
+            topics: RwLock::new(BTreeMap::new()),
+            catalogue: tokio::sync::Mutex::new(()),
+            data_visible: Arc::new(Notify::new()),
+            syncer_stops: Mutex::new(BTreeMap::new()),
+            groups: GroupService::new(&config_for_groups, clock_origin),
+            producer_ids: Mutex::new(ProducerIdAllocator::recover(producer_id_limit)),
+            producer_id_reservation: tokio::sync::Mutex::new(()),
+        });
+        let records = data_dir::load_topics(broker.seams.disk.as_ref(), &root)?;
+        broker.remove_orphan_partitions(&records)?;
+        for (name, record) in &records {
+            let id = Uuid::try_parse(&record.id)
+                .map_err(|_| TopicError::Storage(format!("topic {name} has a bad id in topics.json")))?;
+            let topic = broker.open_topic(name, id, record.partitions, record.configs.clone(), 0)?;
+            broker.install(topic);
+        }
+        if !records.contains_key(OFFSETS_TOPIC) {
+            let topic = broker.open_topic(OFFSETS_TOPIC, broker.new_topic_id(), 1, BTreeMap::new(), 0)?;
+            let mut catalogue = records.clone();
+            catalogue.insert(OFFSETS_TOPIC.to_string(), Self::record_of(&topic));
+            data_dir::store_topics(broker.seams.disk.as_ref(), &root, &catalogue)?;
+            broker.install(topic);
+        }
+        Ok(broker)
+    }
+
+    /// The producer id allocator.
+    pub fn producer_ids(&self) -> std::sync::MutexGuard<'_, ProducerIdAllocator> {
+        self.producer_ids.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn new_topic_id(&self) -> Uuid {
+        Uuid::from_bytes(self.seams.random.uuid_bytes())
+    }
+
+    fn record_of(topic: &Topic) -> TopicRecord {
+        TopicRecord {
+            id: hex_id(&topic.id),
+            partitions: topic.partitions.len() as i32,
+            configs: topic.configs.clone(),
+        }
+    }
+
+    /// Partition directories that the catalogue does not list are left over from a topic
+    /// creation or deletion interrupted by a crash; the catalogue is the truth.
+    fn remove_orphan_partitions(&self, records: &BTreeMap<String, TopicRecord>) -> Result<(), TopicError> {
+        let root = &self.config.data_dir;
+        let disk = self.seams.disk.as_ref();
+        let entries = disk.list(root).map_err(|error| TopicError::Storage(error.to_string()))?;
+        for entry in entries.iter().filter(|entry| entry.is_dir) {
+            let listed = entry.name.rsplit_once('-').is_some_and(|(topic, partition)| {
+                partition.parse::<i32>().is_ok_and(|partition| {
+                    records
+                        .get(topic)
+                        .is_some_and(|record| partition >= 0 && partition < record.partitions)
+                })
+            });
+            let is_offsets = entry.name == format!("{OFFSETS_TOPIC}-0");
+            if !listed && !is_offsets {
+                tracing::warn!(directory = %entry.name, "removing a partition directory not in the topic catalogue");
+                disk.remove_dir_all(&root.join(&entry.name))
+                    .map_err(|error| TopicError::Storage(error.to_string()))?;
+            }
+        }
+        disk.sync_dir(root).map_err(|error| TopicError::Storage(error.to_string()))
+    }
+
+    /// Opens partitions `first_new..partitions` of a topic (all of them when 0).
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        first_new: i32,
+    ) -> Result<Topic, TopicError> {
+        let log_config = log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
+        let mut opened = Vec::with_capacity(partitions as usize);
+        for index in first_new..partitions {
+            let directory = data_dir::partition_directory(&self.config.data_dir, name, index);
+            opened.push(Partition::open(
+                self.seams.disk.clone(),
+                name,
+                index,
+                directory,
+                log_config.clone(),
+                self.config.flush_policy,
+                &self.seams.clock,
+                self.data_visible.clone(),
+            )?);
+        }
+        Ok(Topic {
+            name: name.to_string(),
+            id,
+            partitions: opened,
+            configs,
+            log_config,
+            internal: name == OFFSETS_TOPIC,
+        })
+    }
+
+    /// Makes a topic visible and starts its partitions' syncers.
+    fn install(&self, topic: Topic) {
+        let topic = Arc::new(topic);
+        for partition in &topic.partitions {
+            self.start_syncer(partition);
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(topic.name.clone(), topic);
+    }
+
+    fn start_syncer(&self, partition: &Arc<Partition>) {
+        let stop = Arc::new(Notify::new());
+        self.syncer_stops
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert((partition.topic.clone(), partition.index), stop.clone());
+        tasks::spawn(partition.clone().run_syncer(self.seams.disk.clone(), stop));
+    }
+
+    fn stop_syncer(&self, topic: &str, index: i32) {
+        let stop = self
+            .syncer_stops
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&(topic.to_string(), index));
+        if let Some(stop) = stop {
+            stop.notify_one();
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .find(|topic| topic.id == *id)
+            .cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topic = self.topic(topic)?;
+        usize::try_from(index).ok().and_then(|index| topic.partitions.get(index).cloned())
+    }
+
+    /// Every topic, in name order.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn catalogue_records(&self) -> BTreeMap<String, TopicRecord> {
+        self.topics()
+            .iter()
+            .map(|topic| (topic.name.clone(), Self::record_of(topic)))
+            .collect()
+    }
+
+    /// Creates a topic. Partition logs are created first and the catalogue written last, so a
+    /// crash in between leaves orphan directories that the next start removes.
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.catalogue.lock().await;
+        validate_topic_name(name).map_err(TopicError::InvalidName)?;
+        if name.starts_with("__") && name != OFFSETS_TOPIC && self.topic(name).is_none() {
+            tracing::debug!(topic = name, "creating a topic with an internal-looking name");
+        }
+        if self.topic(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let partitions = if partitions == -1 { self.config.default_partitions } else { partitions };
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(TopicError::InvalidReplicationFactor(replication_factor));
+        }
+        log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
+        if self.topics().len() >= TOPICS_MAX {
+            return Err(TopicError::TooManyTopics);
+        }
+        if validate_only {
+            let topic = Topic {
+                name: name.to_string(),
+                id: Uuid::nil(),
+                partitions: Vec::new(),
+                configs,
+                log_config: self.config.log.clone(),
+                internal: false,
+            };
+            return Ok(Arc::new(topic));
+        }
+        let broker = self.clone();
+        let id = self.new_topic_id();
+        let name_owned = name.to_string();
+        let topic = tasks::run_blocking(move || -> Result<Topic, TopicError> {
+            let topic = broker.open_topic(&name_owned, id, partitions, configs, 0)?;
+            let mut records = broker.catalogue_records();
+            records.insert(name_owned.clone(), Self::record_of(&topic));
+            data_dir::store_topics(broker.seams.disk.as_ref(), &broker.config.data_dir, &records)?;
+            Ok(topic)
+        })
+        .await?;
+        tracing::info!(topic = name, partitions, "topic created");
+        self.install(topic);
+        self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))
+    }
+
+    /// Deletes a topic: removed from the catalogue first, then its directories.
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<Uuid, TopicError> {
+        let _guard = self.catalogue.lock().await;
+        let topic = self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        if topic.internal {
+            return Err(TopicError::InvalidName(format!("internal topic {name} cannot be deleted")));
+        }
+        let mut records = self.catalogue_records();
+        records.remove(name);
+        let broker = self.clone();
+        let topic_for_io = topic.clone();
+        tasks::run_blocking(move || -> Result<(), TopicError> {
+            let disk = broker.seams.disk.as_ref();
+            data_dir::store_topics(disk, &broker.config.data_dir, &records)?;
+            for partition in &topic_for_io.partitions {
+                if let Err(error) = disk.remove_dir_all(&partition.directory) {
+                    tracing::warn!(directory = %partition.directory.display(), %error,
+                        "could not remove a deleted partition's directory; the next start will");
+                }
+            }
+            disk.sync_dir(Path::new(&broker.config.data_dir))
+                .map_err(|error| TopicError::Storage(error.to_string()))
+        })
+        .await?;
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(name);
+        for partition in &topic.partitions {
+            self.stop_syncer(name, partition.index);
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(topic.id)
+    }
+
+    /// Raises a topic's partition count.
+    pub async fn add_partitions(self: &Arc<Self>, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let _guard = self.catalogue.lock().await;
+        let topic = self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count {count} must be larger"
+            )));
+        }
+        if count > TOPIC_PARTITIONS_MAX {
+            return Err(TopicError::InvalidPartitions(format!("at most {TOPIC_PARTITIONS_MAX} partitions")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let broker = self.clone();
+        let topic_for_io = topic.clone();
+        let grown = tasks::run_blocking(move || -> Result<Topic, TopicError> {
+            let added = broker.open_topic(&topic_for_io.name, topic_for_io.id, count, topic_for_io.configs.clone(), current)?;
+            let mut partitions = topic_for_io.partitions.clone();
+            partitions.extend(added.partitions);
+            let grown = Topic { partitions, ..added };
+            let mut records = broker.catalogue_records();
+            records.insert(grown.name.clone(), Self::record_of(&grown));
+            data_dir::store_topics(broker.seams.disk.as_ref(), &broker.config.data_dir, &records)?;
+            Ok(grown)
+        })
+        .await?;
+        for partition in &grown.partitions[current as usize..] {
+            self.start_syncer(partition);
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(name.to_string(), Arc::new(grown));
+        Ok(())
+    }
+
+    /// Finds a topic, creating it with the default partition count when auto-creation is on.
+    pub async fn topic_or_auto_create(self: &Arc<Self>, name: &str, allow: bool) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        if !(allow && self.config.auto_create_topics) {
+            return Err(TopicError::Unknown(name.to_string()));
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false).await {
+            Ok(topic) => Ok(topic),
+            // Another request created it first.
+            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Applies retention to every partition.
+    pub fn apply_retention(&self) {
+        let now = self.seams.clock.wall_ms();
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                match partition.apply_retention(now) {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
+                    Err(error) => tracing::warn!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Syncs every partition and stops the syncers: the last step of a clean shutdown.
+    pub async fn flush_all(&self) {
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                if !partition.flush(&self.seams.disk).await {
+                    tracing::error!(topic = %topic.name, partition = partition.index, "final sync failed");
+                }
+                partition.close().await;
+                self.stop_syncer(&topic.name, partition.index);
+            }
+        }
+    }
+}

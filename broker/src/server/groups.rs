@@ -1,0 +1,239 @@
+//! The driver of the group coordinator: real time in, deferred responses out, and committed
+//! offsets made durable in the internal `__consumer_offsets` log before they are acknowledged.
+//!
+//! ```text
+//!   JoinGroup ─► token + oneshot ─► coordinator.join_group ─► outputs ─► deliver(token) ─► reply
+//!   ticker task: sleep until the coordinator's next deadline ─► tick ─► deliver
+//!   OffsetCommit ─► prepare ─► append records to __consumer_offsets ─► wait durable ─► apply
+//!   start-up: replay __consumer_offsets ─► load_offset_records
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use tokio::sync::{oneshot, Notify};
+
+use super::broker::{Broker, OFFSETS_TOPIC};
+use super::partition::{AppendOutcome, Partition, PartitionError};
+use super::StartError;
+use crate::config::FlushPolicy;
+use crate::group::{GroupConfig, GroupCoordinator, GroupOutput, OffsetRecord, ReplyToken};
+use crate::io::clock::Instant;
+use crate::io::tasks;
+use crate::log::record_batch;
+
+/// The longest the ticker sleeps, so that a missed wake-up costs at most this much delay.
+pub const GROUP_TICK_INTERVAL_MS_MAX: u64 = 250;
+/// How long an offset commit waits to become durable.
+pub const OFFSET_COMMIT_TIMEOUT_MS: u64 = 30_000;
+/// Bytes read per step while replaying the offsets log at start-up.
+const OFFSETS_REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// The group coordinator with its driver state.
+pub struct GroupService {
+    coordinator: Mutex<GroupCoordinator>,
+    waiting: Mutex<BTreeMap<ReplyToken, oneshot::Sender<GroupOutput>>>,
+    next_token: AtomicU64,
+    /// The origin of the coordinator's `now_ms`.
+    origin: Instant,
+    /// Wakes the ticker early: a request may have moved the next deadline closer.
+    wake: Notify,
+    stop: Notify,
+}
+
+impl GroupService {
+    pub fn new(broker_config: &crate::config::BrokerConfig, origin: Instant) -> Self {
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: broker_config.group_initial_rebalance_delay_ms,
+            session_timeout_ms_min: broker_config.group_session_timeout_ms_min,
+            session_timeout_ms_max: broker_config.group_session_timeout_ms_max,
+            ..GroupConfig::default()
+        };
+        Self {
+            coordinator: Mutex::new(GroupCoordinator::new(config)),
+            waiting: Mutex::new(BTreeMap::new()),
+            next_token: AtomicU64::new(1),
+            origin,
+            wake: Notify::new(),
+            stop: Notify::new(),
+        }
+    }
+
+    pub fn coordinator(&self) -> MutexGuard<'_, GroupCoordinator> {
+        self.coordinator.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Milliseconds since the service started, on the monotonic clock.
+    pub fn now_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers a waiting request; the receiver gets its response when the coordinator emits it.
+    pub fn register(&self) -> (ReplyToken, oneshot::Receiver<GroupOutput>) {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(token, sender);
+        (token, receiver)
+    }
+
+    /// Hands each output to the request waiting for it.
+    pub fn deliver(&self, outputs: Vec<GroupOutput>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poison| poison.into_inner());
+        for output in outputs {
+            if let Some(sender) = waiting.remove(&output.token()) {
+                // The client may have gone away; its response is simply dropped.
+                let _ = sender.send(output);
+            }
+        }
+        drop(waiting);
+        self.wake.notify_one();
+    }
+}
+
+/// Replays committed offsets and starts the ticker.
+pub async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
+    let partition = offsets_partition(broker);
+    let for_io = partition.clone();
+    let records = tasks::run_blocking(move || replay_offsets(&for_io)).await;
+    let records = records.map_err(|error| StartError::DataDirectory(super::TopicError::Storage(error)))?;
+    tracing::info!(records = records.len(), "replayed committed group offsets");
+    broker.groups.coordinator().load_offset_records(&records);
+    tasks::spawn(ticker(broker.clone()));
+    Ok(())
+}
+
+/// Stops the ticker.
+pub fn stop(broker: &Broker) {
+    broker.groups.stop.notify_one();
+}
+
+fn offsets_partition(broker: &Broker) -> Arc<Partition> {
+    broker
+        .partition(OFFSETS_TOPIC, 0)
+        .expect("the broker creates the offsets topic before serving")
+}
+
+/// Reads every offset record in the offsets log. Undecodable records are skipped with a warning:
+/// they can only come from a newer format, and skipping loses nothing the CRC vouched for.
+fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
+    let mut records = Vec::new();
+    let mut offset = partition.log_start_offset();
+    let end = partition.high_watermark();
+    while offset < end {
+        let (bytes, _, _) = partition
+            .read(offset, OFFSETS_REPLAY_READ_BYTES)
+            .map_err(|error| error.to_string())?;
+        if bytes.is_empty() {
+            break;
+        }
+        let mut buffer = bytes.clone();
+        let mut next = offset;
+        while !buffer.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut buffer).map_err(|error| format!("offsets log: {error:#}"))?;
+            for record in set.records {
+                next = next.max(record.offset + 1);
+                let (Some(key), Some(value)) = (record.key, record.value) else {
+                    continue;
+                };
+                match OffsetRecord::decode(&key, &value) {
+                    Ok(decoded) => records.push(decoded),
+                    Err(error) => tracing::warn!(offset = record.offset, %error, "skipping an unreadable offset record"),
+                }
+            }
+        }
+        if next <= offset {
+            return Err(format!("offsets log made no progress at offset {offset}"));
+        }
+        offset = next;
+    }
+    Ok(records)
+}
+
+async fn ticker(broker: Arc<Broker>) {
+    let service = &broker.groups;
+    loop {
+        let now_ms = service.now_ms(broker.seams.clock.now());
+        let outputs = service.coordinator().tick(now_ms);
+        service.deliver(outputs);
+        let next = service.coordinator().next_deadline_ms();
+        let sleep_ms = next
+            .map(|deadline| deadline.saturating_sub(now_ms))
+            .unwrap_or(GROUP_TICK_INTERVAL_MS_MAX)
+            .clamp(1, GROUP_TICK_INTERVAL_MS_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            _ = service.wake.notified() => {}
+            _ = service.stop.notified() => return,
+        }
+    }
+}
+
+/// Encodes offset records as one record batch for the offsets log.
+fn encode_records(records: &[OffsetRecord], wall_ms: i64) -> Bytes {
+    let encoded: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let (key, value) = record.encode();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: index as i64,
+                sequence: -1,
+                timestamp: wall_ms,
+                key: Some(Bytes::from(key)),
+                value: Some(Bytes::from(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        encoded.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encoding offset records into memory cannot fail");
+    buffer.freeze()
+}
+
+/// Durably appends offset records (commits or group deletions) to the offsets log.
+pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(), PartitionError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let partition = offsets_partition(broker);
+    let batch = encode_records(records, broker.seams.clock.wall_ms());
+    let header = record_batch::validate(&batch).expect("a batch this broker encoded is valid");
+    let outcome = partition.append(&batch, &header, broker.seams.clock.wall_ms())?;
+    let AppendOutcome::Appended(info) = outcome else {
+        unreachable!("offset records carry no producer id, so they are never duplicates")
+    };
+    if broker.config.flush_policy == FlushPolicy::Sync {
+        let durable = partition
+            .wait_durable(info.last_offset + 1, Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS))
+            .await?;
+        if !durable {
+            return Err(PartitionError::Offline("offset commit was not durable in time".to_string()));
+        }
+    }
+    Ok(())
+}

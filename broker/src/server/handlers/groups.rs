@@ -1,0 +1,139 @@
+//! Consumer group APIs: routed to the coordinator through its driver (`server::groups`).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::group::GroupOutput;
+use crate::server::broker::Broker;
+use crate::server::connection::Peer;
+use crate::server::groups;
+
+/// FindCoordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+
+fn now_ms(broker: &Broker) -> u64 {
+    broker.groups.now_ms(broker.seams.clock.now())
+}
+
+pub fn find_coordinator(broker: &Arc<Broker>, version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let host = StrBytes::from_string(broker.config.advertised_host.clone());
+    let port = i32::from(broker.config.advertised_port);
+    let node = BrokerId(broker.identity.node_id);
+    let unsupported = request.key_type != KEY_TYPE_GROUP;
+    let error = if unsupported { ResponseError::CoordinatorNotAvailable.code() } else { 0 };
+    let message = unsupported.then(|| StrBytes::from_static_str("only group coordinators exist; transactions are not supported"));
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(node)
+                    .with_host(host.clone())
+                    .with_port(port)
+                    .with_error_code(error)
+                    .with_error_message(message.clone())
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(error)
+        .with_error_message(message)
+        .with_node_id(node)
+        .with_host(host)
+        .with_port(port)
+}
+
+pub async fn join_group(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: JoinGroupRequest,
+    client_id: &str,
+    peer: &Peer,
+) -> JoinGroupResponse {
+    let service = &broker.groups;
+    let (token, receiver) = service.register();
+    let seed = broker.seams.random.next_u64();
+    let host = peer.address.ip().to_string();
+    let outputs = service
+        .coordinator()
+        .join_group(now_ms(broker), token, version, request, client_id, &host, seed);
+    service.deliver(outputs);
+    match receiver.await {
+        Ok(GroupOutput::JoinResponse(_, response)) => response,
+        _ => JoinGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub async fn sync_group(broker: &Arc<Broker>, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+    let service = &broker.groups;
+    let (token, receiver) = service.register();
+    let outputs = service.coordinator().sync_group(now_ms(broker), token, version, request);
+    service.deliver(outputs);
+    match receiver.await {
+        Ok(GroupOutput::SyncResponse(_, response)) => response,
+        _ => SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub fn heartbeat(broker: &Arc<Broker>, version: i16, request: HeartbeatRequest) -> HeartbeatResponse {
+    broker.groups.coordinator().heartbeat(now_ms(broker), version, request)
+}
+
+pub fn leave_group(broker: &Arc<Broker>, version: i16, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    let (response, outputs) = broker.groups.coordinator().leave_group(now_ms(broker), version, request);
+    broker.groups.deliver(outputs);
+    response
+}
+
+pub async fn offset_commit(broker: &Arc<Broker>, version: i16, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let prepared = broker.groups.coordinator().prepare_offset_commit(now_ms(broker), version, &request);
+    let mut response = prepared.response;
+    if let Err(error) = groups::persist(broker, &prepared.records).await {
+        tracing::warn!(%error, "could not persist committed offsets");
+        for topic in response.topics.iter_mut() {
+            for partition in topic.partitions.iter_mut() {
+                if partition.error_code == 0 {
+                    partition.error_code = ResponseError::CoordinatorNotAvailable.code();
+                }
+            }
+        }
+        return response;
+    }
+    broker.groups.coordinator().apply_offset_commit(&prepared.records);
+    response
+}
+
+pub fn offset_fetch(broker: &Arc<Broker>, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    broker.groups.coordinator().offset_fetch(version, &request)
+}
+
+pub fn list_groups(broker: &Arc<Broker>, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+    broker.groups.coordinator().list_groups(version, &request)
+}
+
+pub fn describe_groups(broker: &Arc<Broker>, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    broker.groups.coordinator().describe_groups(version, &request)
+}
+
+pub async fn delete_groups(broker: &Arc<Broker>, version: i16, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let prepared = broker.groups.coordinator().prepare_delete_groups(version, &request);
+    if let Err(error) = groups::persist(broker, &prepared.records).await {
+        tracing::warn!(%error, "could not persist group deletions");
+        let mut response = prepared.response;
+        for result in response.results.iter_mut() {
+            if result.error_code == 0 {
+                result.error_code = ResponseError::CoordinatorNotAvailable.code();
+            }
+        }
+        return response;
+    }
+    broker.groups.coordinator().apply_delete_groups(&prepared.records);
+    prepared.response
+}

@@ -1,0 +1,157 @@
+//! Produce: validate each batch, append it (deduplicating idempotent retries), then wait until
+//! it is durable under the flush policy before answering acks=1/-1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::config::FlushPolicy;
+use crate::log::record_batch;
+use crate::server::broker::{Broker, TopicError};
+use crate::server::partition::{AppendOutcome, Partition, PartitionError};
+
+/// The longest a producer may ask the broker to wait for durability.
+pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
+
+/// What one partition's append came to, before waiting for durability.
+struct PartitionAppend {
+    response: PartitionProduceResponse,
+    /// The partition and the end offset to wait for, when something new was appended.
+    wait: Option<(Arc<Partition>, i64)>,
+}
+
+fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> PartitionAppend {
+    PartitionAppend {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(error.code())
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(Some(StrBytes::from_string(message.into()))),
+        wait: None,
+    }
+}
+
+/// Maps a refused append to Kafka's error code.
+fn partition_error_code(error: &PartitionError) -> ResponseError {
+    match error {
+        PartitionError::Producer(producer) => {
+            ResponseError::try_from_code(producer.code()).unwrap_or(ResponseError::UnknownServerError)
+        }
+        PartitionError::Log(log) => log.kafka_error(),
+        PartitionError::Offline(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// Validates and appends one partition's records.
+fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], max_message_bytes: u32) -> PartitionAppend {
+    let index = partition.index;
+    let wall_ms = broker.seams.clock.wall_ms();
+    let mut first_offset: Option<i64> = None;
+    let mut last_appended: Option<i64> = None;
+    for batch in record_batch::split_batches(records) {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => return failed(index, error.kafka_error(), error.to_string()),
+        };
+        if batch.len() > max_message_bytes as usize {
+            return failed(index, ResponseError::MessageTooLarge, format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", batch.len()));
+        }
+        let header = match record_batch::validate(batch) {
+            Ok(header) => header,
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, partition = index, %error, "refused a corrupt batch");
+                return failed(index, error.kafka_error(), error.to_string());
+            }
+        };
+        if header.is_transactional() || header.is_control() {
+            return failed(index, ResponseError::InvalidRecord, "transactional batches are not supported");
+        }
+        match partition.append(batch, &header, wall_ms) {
+            Ok(AppendOutcome::Appended(info)) => {
+                first_offset.get_or_insert(info.base_offset);
+                last_appended = Some(info.last_offset);
+            }
+            Ok(AppendOutcome::Duplicate { base_offset, .. }) => {
+                first_offset.get_or_insert(base_offset);
+            }
+            Err(error) => return failed(index, partition_error_code(&error), error.to_string()),
+        }
+    }
+    let Some(base_offset) = first_offset else {
+        return failed(index, ResponseError::InvalidRecord, "the request carried no record batch");
+    };
+    PartitionAppend {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(base_offset)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(partition.log_start_offset()),
+        wait: last_appended.map(|last| (partition, last + 1)),
+    }
+}
+
+/// Serves Produce. Returns `None` for acks=0, which Kafka never answers.
+pub async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut waits = Vec::new();
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.to_string();
+        let topic = broker.topic_or_auto_create(&name, true).await;
+        let mut responses = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let index = data.index;
+            let outcome = if !matches!(acks, -1..=1) {
+                failed(index, ResponseError::InvalidRequiredAcks, "acks must be 0, 1 or -1")
+            } else if request.transactional_id.is_some() {
+                failed(index, ResponseError::TransactionalIdAuthorizationFailed, "transactions are not supported")
+            } else {
+                match (&topic, data.records) {
+                    (Err(TopicError::Unknown(_)), _) | (Err(TopicError::InvalidName(_)), _) => {
+                        failed(index, ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+                    }
+                    (Err(error), _) => failed(index, ResponseError::KafkaStorageError, error.to_string()),
+                    (Ok(_), None) => failed(index, ResponseError::InvalidRecord, "no records"),
+                    (Ok(topic), Some(records)) => match usize::try_from(index).ok().and_then(|i| topic.partitions.get(i)) {
+                        None => failed(index, ResponseError::UnknownTopicOrPartition, format!("{name} has no partition {index}")),
+                        Some(partition) => {
+                            append_partition(broker, partition.clone(), &records, topic.log_config.max_message_bytes)
+                        }
+                    },
+                }
+            };
+            if let Some(wait) = outcome.wait {
+                waits.push((responses.len(), topics.len(), wait));
+            }
+            responses.push(outcome.response);
+        }
+        topics.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(responses));
+    }
+    if acks == 0 {
+        return None;
+    }
+    if broker.config.flush_policy == FlushPolicy::Sync {
+        let timeout = Duration::from_millis((request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX));
+        for (partition_slot, topic_slot, (partition, end_offset)) in waits {
+            let response: &mut PartitionProduceResponse = &mut topics[topic_slot].partition_responses[partition_slot];
+            match partition.wait_durable(end_offset, timeout).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    response.error_code = ResponseError::RequestTimedOut.code();
+                    response.error_message = Some(StrBytes::from_static_str("not durable within the request timeout"));
+                }
+                Err(error) => {
+                    response.error_code = ResponseError::KafkaStorageError.code();
+                    response.error_message = Some(StrBytes::from_string(error.to_string()));
+                }
+            }
+        }
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}

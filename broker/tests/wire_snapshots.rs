@@ -1,0 +1,174 @@
+//! Snapshots of encoded responses for the main APIs: the exact bytes a client receives, pinned
+//! so that a change to the wire format is a visible, reviewed diff.
+//!
+//! The broker runs on a simulated disk with a seeded random source, so cluster and topic ids and
+//! every offset are the same on every run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use skiff::config::BrokerConfig;
+use skiff::io::{Clock, Random, SimDisk};
+use skiff::server::connection::Peer;
+use skiff::server::{handlers, Broker, Seams};
+use skiff::wire::{encode_response, DecodedRequest};
+
+fn broker() -> Arc<Broker> {
+    let config = BrokerConfig {
+        data_dir: PathBuf::from("/data"),
+        ..BrokerConfig::default()
+    };
+    let seams = Seams {
+        disk: Arc::new(SimDisk::new()),
+        clock: Clock::new(),
+        random: Random::from_seed(42),
+    };
+    Broker::open(config, seams).expect("a fresh simulated data directory opens")
+}
+
+/// Serves one request and renders the encoded response as hex, 32 bytes a line.
+async fn exchange(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: RequestKind) -> String {
+    let request = DecodedRequest {
+        api_key,
+        version,
+        correlation_id: 7,
+        client_id: "snapshot".to_string(),
+        body,
+    };
+    let peer = Peer {
+        address: "127.0.0.1:40000".parse().unwrap(),
+    };
+    let response = handlers::handle(broker, request, &peer).await.expect("a response");
+    let frame = encode_response(api_key, version, 7, &response).expect("encodes");
+    frame
+        .chunks(32)
+        .map(|chunk| chunk.iter().map(|byte| format!("{byte:02x}")).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buffer.freeze()
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+#[tokio::test]
+async fn api_versions_response() {
+    let broker = broker();
+    let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    insta::assert_snapshot!("api_versions_v3", exchange(&broker, ApiKey::ApiVersions, 3, body).await);
+    let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    insta::assert_snapshot!("api_versions_v0", exchange(&broker, ApiKey::ApiVersions, 0, body).await);
+}
+
+#[tokio::test]
+async fn create_produce_fetch_and_list_offsets() {
+    let broker = broker();
+    let create = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(topic_name("orders"))
+        .with_num_partitions(2)
+        .with_replication_factor(1)]);
+    insta::assert_snapshot!(
+        "create_topics_v7",
+        exchange(&broker, ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create)).await
+    );
+
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic_name("orders"))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&["apple", "banana", "cherry"])))])]);
+    insta::assert_snapshot!(
+        "produce_v9",
+        exchange(&broker, ApiKey::Produce, 9, RequestKind::Produce(produce)).await
+    );
+
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(topic_name("orders"))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(1)
+                .with_partition_max_bytes(1 << 20)])]);
+    insta::assert_snapshot!("fetch_v12", exchange(&broker, ApiKey::Fetch, 12, RequestKind::Fetch(fetch)).await);
+
+    let list = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        .with_name(topic_name("orders"))
+        .with_partitions(vec![
+            list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
+            list_offsets_request::ListOffsetsPartition::default().with_partition_index(1).with_timestamp(-2),
+        ])]);
+    insta::assert_snapshot!(
+        "list_offsets_v6",
+        exchange(&broker, ApiKey::ListOffsets, 6, RequestKind::ListOffsets(list)).await
+    );
+
+    let metadata = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
+    ]));
+    insta::assert_snapshot!(
+        "metadata_v12",
+        exchange(&broker, ApiKey::Metadata, 12, RequestKind::Metadata(metadata)).await
+    );
+}
+
+#[tokio::test]
+async fn coordinator_and_producer_id() {
+    let broker = broker();
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group-a"));
+    insta::assert_snapshot!(
+        "find_coordinator_v3",
+        exchange(&broker, ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(find)).await
+    );
+    let init = InitProducerIdRequest::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+        .with_transaction_timeout_ms(60_000);
+    insta::assert_snapshot!(
+        "init_producer_id_v4",
+        exchange(&broker, ApiKey::InitProducerId, 4, RequestKind::InitProducerId(init)).await
+    );
+}
