@@ -6,7 +6,7 @@ message, never hang.
 
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # How long an admin operation (create, delete, alter) may take.
@@ -120,3 +120,16 @@ def consume_exactly(client, count, timeout_s=TRANSFER_TIMEOUT_S):
         assert time.monotonic() < deadline, f"consumed {len(received)} of {count} messages in {timeout_s}s"
         received.extend(poll_messages(client, max_messages=min(1000, count - len(received))))
     return received
+
+
+def commit_sync(client):
+    """Commits the consumer's positions synchronously.
+
+    librdkafka reports "no offset to commit" as an error when everything read is already
+    committed; for these tests that is success.
+    """
+    try:
+        client.commit(asynchronous=False)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._NO_OFFSET:
+            raise

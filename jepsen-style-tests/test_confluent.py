@@ -2,6 +2,8 @@
 
 import time
 
+from confluent_kafka import TopicPartition
+
 import clients
 
 IDEMPOTENT_MESSAGE_COUNT = 5000
@@ -61,8 +63,7 @@ class Member:
     def on_revoke(self, consumer, partitions):
         # Commit what was processed before the partitions move to another member, so
         # the new owner starts exactly where this one stopped.
-        if self.consumed:
-            consumer.commit(asynchronous=False)
+        clients.commit_sync(consumer)
         self.assignment = set()
 
     def poll(self):
@@ -71,7 +72,7 @@ class Member:
             self.consumed.append((message.partition(), message.offset(), message.value().decode()))
         if batch:
             # Synchronous commits make the exactly-once check exact.
-            self.consumer.commit(asynchronous=False)
+            clients.commit_sync(self.consumer)
         return len(batch)
 
     def close(self):
@@ -126,7 +127,7 @@ def test_consumer_group_two_members_then_takeover(broker):
 
         # The first member commits what it read and leaves; the second must take over
         # every partition and continue from the first one's committed offsets.
-        first.consumer.commit(asynchronous=False) if first.consumed else None
+        clients.commit_sync(first.consumer)
         first.close()
         wait_for(
             lambda: second.assignment == set(range(GROUP_PARTITIONS)) and total_consumed() >= GROUP_MESSAGE_COUNT,
@@ -148,8 +149,6 @@ def test_consumer_group_two_members_then_takeover(broker):
             assert member.ever_assigned, f"{member.name} never got a partition"
 
         # The group's committed offsets now stand at the end of every partition.
-        from confluent_kafka import TopicPartition
-
         committed = second.consumer.committed(
             [TopicPartition(topic, partition) for partition in range(GROUP_PARTITIONS)], timeout=10
         )

@@ -107,7 +107,7 @@ def test_restart_keeps_acknowledged_messages_and_committed_offsets(broker, stop_
     member = clients.consumer(broker, group_id)
     member.subscribe([topic])
     consumed_before = clients.consume_exactly(member, CONSUMED_BEFORE_RESTART)
-    member.commit(asynchronous=False)
+    clients.commit_sync(member)
     committed_before = {
         entry.partition: entry.offset
         for entry in member.committed(
@@ -155,7 +155,7 @@ def test_restart_keeps_acknowledged_messages_and_committed_offsets(broker, stop_
             if not batch:
                 break
             consumed_after.extend(batch)
-        member.commit(asynchronous=False)
+        clients.commit_sync(member)
     finally:
         member.close()
 
