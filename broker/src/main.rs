@@ -43,18 +43,23 @@ mod real {
     fn properties(arguments: &Arguments) -> Result<BTreeMap<String, String>, String> {
         let mut properties = match &arguments.config {
             Some(path) => {
-                let bytes = read_whole(&RealDisk, path)
-                    .map_err(|error| format!("cannot read the config file {}: {error}", path.display()))?;
+                let bytes = read_whole(&RealDisk, path).map_err(|error| {
+                    format!("cannot read the config file {}: {error}", path.display())
+                })?;
                 let text = String::from_utf8(bytes)
                     .map_err(|_| format!("the config file {} is not UTF-8", path.display()))?;
-                flatten_toml(&text, &path.display().to_string()).map_err(|error| error.to_string())?
+                flatten_toml(&text, &path.display().to_string())
+                    .map_err(|error| error.to_string())?
             }
             None => BTreeMap::new(),
         };
         let flags = [
             ("log.dirs", arguments.data_dir.clone()),
             ("listeners", arguments.listeners.clone()),
-            ("advertised.listeners", arguments.advertised_listeners.clone()),
+            (
+                "advertised.listeners",
+                arguments.advertised_listeners.clone(),
+            ),
             ("node.id", arguments.node_id.map(|id| id.to_string())),
         ];
         for (name, value) in flags {
@@ -89,7 +94,10 @@ mod real {
                 return std::process::ExitCode::from(2);
             }
         };
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 eprintln!("skiff: cannot start the runtime: {error}");
@@ -141,6 +149,8 @@ fn main() -> std::process::ExitCode {
 /// Under `--cfg madsim` the broker runs inside the simulator (`skiff-sim`), not as a process.
 #[cfg(madsim)]
 fn main() {
-    eprintln!("skiff: this build is for the simulator (--cfg madsim); build without it to run a broker");
+    eprintln!(
+        "skiff: this build is for the simulator (--cfg madsim); build without it to run a broker"
+    );
     std::process::exit(2);
 }

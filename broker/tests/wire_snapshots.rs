@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use skiff::config::BrokerConfig;
 use skiff::io::{Clock, Random, SimDisk};
 use skiff::server::connection::Peer;
@@ -31,7 +33,12 @@ fn broker() -> Arc<Broker> {
 }
 
 /// Serves one request and renders the encoded response as hex, 32 bytes a line.
-async fn exchange(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: RequestKind) -> String {
+async fn exchange(
+    broker: &Arc<Broker>,
+    api_key: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> String {
     let request = DecodedRequest {
         api_key,
         version,
@@ -42,11 +49,18 @@ async fn exchange(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: Req
     let peer = Peer {
         address: "127.0.0.1:40000".parse().unwrap(),
     };
-    let response = handlers::handle(broker, request, &peer).await.expect("a response");
+    let response = handlers::handle(broker, request, &peer)
+        .await
+        .expect("a response");
     let frame = encode_response(api_key, version, 7, &response).expect("encodes");
     frame
         .chunks(32)
-        .map(|chunk| chunk.iter().map(|byte| format!("{byte:02x}")).collect::<String>())
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -92,21 +106,35 @@ fn topic_name(name: &str) -> TopicName {
 async fn api_versions_response() {
     let broker = broker();
     let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
-    insta::assert_snapshot!("api_versions_v3", exchange(&broker, ApiKey::ApiVersions, 3, body).await);
+    insta::assert_snapshot!(
+        "api_versions_v3",
+        exchange(&broker, ApiKey::ApiVersions, 3, body).await
+    );
     let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
-    insta::assert_snapshot!("api_versions_v0", exchange(&broker, ApiKey::ApiVersions, 0, body).await);
+    insta::assert_snapshot!(
+        "api_versions_v0",
+        exchange(&broker, ApiKey::ApiVersions, 0, body).await
+    );
 }
 
 #[tokio::test]
 async fn create_produce_fetch_and_list_offsets() {
     let broker = broker();
-    let create = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
-        .with_name(topic_name("orders"))
-        .with_num_partitions(2)
-        .with_replication_factor(1)]);
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(topic_name("orders"))
+            .with_num_partitions(2)
+            .with_replication_factor(1),
+    ]);
     insta::assert_snapshot!(
         "create_topics_v7",
-        exchange(&broker, ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create)).await
+        exchange(
+            &broker,
+            ApiKey::CreateTopics,
+            7,
+            RequestKind::CreateTopics(create)
+        )
+        .await
     );
 
     let produce = ProduceRequest::default()
@@ -114,9 +142,11 @@ async fn create_produce_fetch_and_list_offsets() {
         .with_timeout_ms(5_000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(topic_name("orders"))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(&["apple", "banana", "cherry"])))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&["apple", "banana", "cherry"]))),
+            ])]);
     insta::assert_snapshot!(
         "produce_v9",
         exchange(&broker, ApiKey::Produce, 9, RequestKind::Produce(produce)).await
@@ -133,17 +163,32 @@ async fn create_produce_fetch_and_list_offsets() {
                 .with_partition(0)
                 .with_fetch_offset(1)
                 .with_partition_max_bytes(1 << 20)])]);
-    insta::assert_snapshot!("fetch_v12", exchange(&broker, ApiKey::Fetch, 12, RequestKind::Fetch(fetch)).await);
+    insta::assert_snapshot!(
+        "fetch_v12",
+        exchange(&broker, ApiKey::Fetch, 12, RequestKind::Fetch(fetch)).await
+    );
 
-    let list = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-        .with_name(topic_name("orders"))
-        .with_partitions(vec![
-            list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
-            list_offsets_request::ListOffsetsPartition::default().with_partition_index(1).with_timestamp(-2),
-        ])]);
+    let list = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(topic_name("orders"))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(1)
+                    .with_timestamp(-2),
+            ]),
+    ]);
     insta::assert_snapshot!(
         "list_offsets_v6",
-        exchange(&broker, ApiKey::ListOffsets, 6, RequestKind::ListOffsets(list)).await
+        exchange(
+            &broker,
+            ApiKey::ListOffsets,
+            6,
+            RequestKind::ListOffsets(list)
+        )
+        .await
     );
 
     let metadata = MetadataRequest::default().with_topics(Some(vec![
@@ -151,7 +196,13 @@ async fn create_produce_fetch_and_list_offsets() {
     ]));
     insta::assert_snapshot!(
         "metadata_v12",
-        exchange(&broker, ApiKey::Metadata, 12, RequestKind::Metadata(metadata)).await
+        exchange(
+            &broker,
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(metadata)
+        )
+        .await
     );
 }
 
@@ -161,7 +212,13 @@ async fn coordinator_and_producer_id() {
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group-a"));
     insta::assert_snapshot!(
         "find_coordinator_v3",
-        exchange(&broker, ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(find)).await
+        exchange(
+            &broker,
+            ApiKey::FindCoordinator,
+            3,
+            RequestKind::FindCoordinator(find)
+        )
+        .await
     );
     let init = InitProducerIdRequest::default()
         .with_producer_id(ProducerId(-1))
@@ -169,6 +226,12 @@ async fn coordinator_and_producer_id() {
         .with_transaction_timeout_ms(60_000);
     insta::assert_snapshot!(
         "init_producer_id_v4",
-        exchange(&broker, ApiKey::InitProducerId, 4, RequestKind::InitProducerId(init)).await
+        exchange(
+            &broker,
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(init)
+        )
+        .await
     );
 }

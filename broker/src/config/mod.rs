@@ -313,15 +313,24 @@ impl BrokerConfig {
                 format!("{}:{}", self.advertised_host, self.advertised_port),
             ),
             ("num.partitions", self.default_partitions.to_string()),
-            ("auto.create.topics.enable", self.auto_create_topics.to_string()),
-            ("socket.request.max.bytes", self.socket_request_bytes_max.to_string()),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_bytes_max.to_string(),
+            ),
             ("log.flush.policy", policy.to_string()),
             ("log.flush.interval.ms", interval.to_string()),
             ("log.segment.bytes", self.log.segment_bytes.to_string()),
             ("log.roll.ms", self.log.segment_ms.to_string()),
             ("log.retention.ms", self.log.retention_ms.to_string()),
             ("log.retention.bytes", self.log.retention_bytes.to_string()),
-            ("log.index.interval.bytes", self.log.index_interval_bytes.to_string()),
+            (
+                "log.index.interval.bytes",
+                self.log.index_interval_bytes.to_string(),
+            ),
             ("message.max.bytes", self.log.max_message_bytes.to_string()),
             (
                 "log.retention.check.interval.ms",
@@ -368,13 +377,19 @@ mod tests {
         assert_eq!(config.listener.port(), 19092);
         assert_eq!(config.advertised_host, "broker-1");
         assert_eq!(config.log.retention_ms, 7_200_000);
-        assert_eq!(config.flush_policy, FlushPolicy::Interval { interval_ms: 250 });
+        assert_eq!(
+            config.flush_policy,
+            FlushPolicy::Interval { interval_ms: 250 }
+        );
     }
 
     #[test]
     fn typos_and_bad_values_name_the_setting() {
         let unknown = BrokerConfig::from_properties(&properties(&[("log.dirz", "x")]));
-        assert_eq!(unknown.unwrap_err(), ConfigError::Unknown("log.dirz".into()));
+        assert_eq!(
+            unknown.unwrap_err(),
+            ConfigError::Unknown("log.dirz".into())
+        );
         let bad = BrokerConfig::from_properties(&properties(&[("num.partitions", "0")]));
         assert!(matches!(bad, Err(ConfigError::Invalid { name, .. }) if name == "num.partitions"));
         let policy = BrokerConfig::from_properties(&properties(&[("log.flush.policy", "never")]));

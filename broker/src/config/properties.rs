@@ -10,10 +10,12 @@ const TOML_DEPTH_MAX: usize = 8;
 /// Parses TOML text into `name -> value` pairs with dotted names (`log.dirs`), so that
 /// `log.dirs = "x"` and `[log] dirs = "x"` mean the same.
 pub fn flatten_toml(text: &str, origin: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::File {
-        path: origin.to_string(),
-        reason: error.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| ConfigError::File {
+            path: origin.to_string(),
+            reason: error.to_string(),
+        })?;
     let mut properties = BTreeMap::new();
     flatten_into(&table, "", 0, &mut properties)?;
     Ok(properties)

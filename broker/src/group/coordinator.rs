@@ -49,7 +49,10 @@ pub struct PreparedCommit {
 }
 
 /// The classic group coordinator of a single broker owning all groups.
-#[derive(Debug, Clone)]
+///
+/// Equality compares the whole state, so tests can check that two runs with the same
+/// inputs end in the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
@@ -463,7 +466,17 @@ impl GroupCoordinator {
                 || !group.pending_members.is_empty()
                 || offsets.has_group(group_id)
         });
+        self.assert_invariants();
         outputs
+    }
+
+    fn assert_invariants(&self) {
+        for (group_id, group) in &self.groups {
+            assert_eq!(&group.group_id, group_id);
+            assert!(group.size() <= self.config.group_members_max);
+            group.assert_invariants();
+        }
+        debug_assert!(self.group_count() <= GROUPS_MAX);
     }
 
     /// When `tick` must next be called, if anything is pending.

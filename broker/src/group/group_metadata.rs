@@ -437,9 +437,17 @@ impl Group {
             self.leader_id = Some(new_member_id.clone());
         }
         if self.state == GroupState::Stable && unchanged {
+            // KIP-814: from v9 a rejoining static leader gets the members but is told to
+            // skip the assignment; older leaders are answered as followers, which keeps
+            // the current assignment just the same.
             let is_leader = self.leader_id.as_deref() == Some(new_member_id.as_str());
-            let response =
-                self.current_join_response(waiter.version, &new_member_id, is_leader, is_leader);
+            let skip_assignment = is_leader && waiter.version >= 9;
+            let response = self.current_join_response(
+                waiter.version,
+                &new_member_id,
+                skip_assignment,
+                skip_assignment,
+            );
             self.touch_session(now_ms, &new_member_id);
             outputs.push(GroupOutput::JoinResponse(waiter.token, response));
             self.assert_invariants();

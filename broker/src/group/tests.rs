@@ -489,7 +489,11 @@ fn a_static_member_restart_keeps_its_assignment_without_a_rebalance() {
         new_id,
         "leadership moves to the new id"
     );
-    assert!(response.skip_assignment);
+    assert!(
+        !response.skip_assignment,
+        "v5 leaders are answered as followers"
+    );
+    assert!(response.members.is_empty());
     assert_eq!(coordinator.group_state(GROUP), GroupState::Stable);
     // The old incarnation is fenced; the new one gets the old assignment.
     assert_eq!(
@@ -947,5 +951,376 @@ proptest! {
         for group in 0..3 {
             prop_assert_eq!(fetch_all(&coordinator, group), model.get(&group).cloned().unwrap_or_default());
         }
+    }
+}
+
+// ---- Model-free state machine test: liveness of replies and timer sanity ----
+
+#[derive(Debug, Clone)]
+enum ClientOperation {
+    Join { client: usize },
+    Sync { client: usize },
+    Heartbeat { client: usize },
+    Leave { client: usize },
+    Restart { client: usize },
+    Advance { elapsed_ms: u64 },
+}
+
+fn client_operation() -> impl Strategy<Value = ClientOperation> {
+    prop_oneof![
+        4 => (0usize..3).prop_map(|client| ClientOperation::Join { client }),
+        3 => (0usize..3).prop_map(|client| ClientOperation::Sync { client }),
+        2 => (0usize..3).prop_map(|client| ClientOperation::Heartbeat { client }),
+        1 => (0usize..3).prop_map(|client| ClientOperation::Leave { client }),
+        1 => (0usize..3).prop_map(|client| ClientOperation::Restart { client }),
+        3 => (0u64..15_000).prop_map(|elapsed_ms| ClientOperation::Advance { elapsed_ms }),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+struct Client {
+    member_id: String,
+    generation_id: i32,
+    /// The members to assign, if this client was told it leads the generation.
+    members_to_assign: Vec<String>,
+}
+
+/// Client 2 is static; the others are dynamic and use the two-step join.
+fn client_instance(client: usize) -> Option<&'static str> {
+    (client == 2).then_some("instance-2")
+}
+
+struct Harness {
+    coordinator: GroupCoordinator,
+    clients: Vec<Client>,
+    now_ms: u64,
+    next_token: ReplyToken,
+    /// Tokens handed in and not yet answered, with the client that sent them.
+    outstanding: BTreeMap<ReplyToken, usize>,
+}
+
+impl Harness {
+    fn absorb(&mut self, outputs: Vec<GroupOutput>) -> Result<(), TestCaseError> {
+        for output in outputs {
+            let client = self.outstanding.remove(&output.token());
+            prop_assert!(
+                client.is_some(),
+                "token {} answered twice or never asked",
+                output.token()
+            );
+            let client = &mut self.clients[client.unwrap()];
+            if let GroupOutput::JoinResponse(_, response) = output {
+                if response.error_code == 0
+                    || response.error_code == code(ResponseError::MemberIdRequired)
+                {
+                    client.member_id = response.member_id.as_str().to_owned();
+                }
+                if response.error_code == 0 {
+                    client.generation_id = response.generation_id;
+                    client.members_to_assign = response
+                        .members
+                        .iter()
+                        .map(|member| member.member_id.as_str().to_owned())
+                        .collect();
+                }
+                if response.error_code == code(ResponseError::UnknownMemberId)
+                    || response.error_code == code(ResponseError::FencedInstanceId)
+                {
+                    client.member_id.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn token(&mut self, client: usize) -> ReplyToken {
+        self.next_token += 1;
+        self.outstanding.insert(self.next_token, client);
+        self.next_token
+    }
+
+    fn apply(&mut self, operation: ClientOperation) -> Result<(), TestCaseError> {
+        match operation {
+            ClientOperation::Join { client } => {
+                let token = self.token(client);
+                let instance = client_instance(client);
+                let version = if instance.is_some() { 5 } else { 4 };
+                let request =
+                    join_request(&self.clients[client].member_id, instance, b"subscription");
+                let outputs = self.coordinator.join_group(
+                    self.now_ms,
+                    token,
+                    version,
+                    request,
+                    "client",
+                    "/h",
+                    token,
+                );
+                self.absorb(outputs)?;
+            }
+            ClientOperation::Sync { client } => {
+                let token = self.token(client);
+                let state = self.clients[client].clone();
+                let assignments: Vec<(String, &'static [u8])> = state
+                    .members_to_assign
+                    .iter()
+                    .map(|member| (member.clone(), &b"assigned"[..]))
+                    .collect();
+                let borrowed: Vec<(&str, &'static [u8])> = assignments
+                    .iter()
+                    .map(|(member, bytes)| (member.as_str(), *bytes))
+                    .collect();
+                let outputs = sync(
+                    &mut self.coordinator,
+                    self.now_ms,
+                    token,
+                    &state.member_id,
+                    state.generation_id,
+                    &borrowed,
+                );
+                self.absorb(outputs)?;
+            }
+            ClientOperation::Heartbeat { client } => {
+                let state = &self.clients[client];
+                heartbeat_static(
+                    &mut self.coordinator,
+                    self.now_ms,
+                    &state.member_id.clone(),
+                    client_instance(client),
+                    state.generation_id,
+                );
+            }
+            ClientOperation::Leave { client } => {
+                let request = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(text(GROUP)))
+                    .with_members(vec![MemberIdentity::default()
+                        .with_member_id(text(&self.clients[client].member_id))
+                        .with_group_instance_id(client_instance(client).map(text))]);
+                let (_, outputs) = self.coordinator.leave_group(self.now_ms, 3, request);
+                self.absorb(outputs)?;
+                self.clients[client] = Client::default();
+            }
+            ClientOperation::Restart { client } => self.clients[client] = Client::default(),
+            ClientOperation::Advance { elapsed_ms } => {
+                self.now_ms += elapsed_ms;
+                let outputs = self.coordinator.tick(self.now_ms);
+                self.absorb(outputs)?;
+                if let Some(deadline_ms) = self.coordinator.next_deadline_ms() {
+                    prop_assert!(
+                        deadline_ms > self.now_ms,
+                        "tick left a deadline in the past"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_request_is_answered_exactly_once(operations in proptest::collection::vec(client_operation(), 1..80)) {
+        let mut harness = Harness {
+            coordinator: coordinator(),
+            clients: vec![Client::default(); 3],
+            now_ms: 0,
+            next_token: 0,
+            outstanding: BTreeMap::new(),
+        };
+        let mut twin = Harness {
+            coordinator: coordinator(),
+            clients: vec![Client::default(); 3],
+            now_ms: 0,
+            next_token: 0,
+            outstanding: BTreeMap::new(),
+        };
+        for operation in operations {
+            harness.apply(operation.clone())?;
+            twin.apply(operation)?;
+        }
+        // Determinism: the same inputs give the same state.
+        prop_assert_eq!(&harness.coordinator, &twin.coordinator);
+        // With every client gone quiet, timeouts must answer everything still waiting.
+        for _ in 0..10 {
+            harness.apply(ClientOperation::Advance { elapsed_ms: 100_000 })?;
+        }
+        prop_assert!(harness.outstanding.is_empty(), "unanswered: {:?}", harness.outstanding);
+        prop_assert_eq!(harness.coordinator.next_deadline_ms(), None);
+    }
+}
+
+// ---- Every response encodes at the version its request came with ----
+
+fn assert_encodes<T: kafka_protocol::protocol::Encodable>(message: &T, version: i16, what: &str) {
+    let mut buffer = bytes::BytesMut::new();
+    if let Err(error) = message.encode(&mut buffer, version) {
+        panic!("{what} does not encode at v{version}: {error}");
+    }
+}
+
+fn assert_outputs_encode(outputs: &[GroupOutput], join_version: i16, sync_version: i16) {
+    for output in outputs {
+        match output {
+            GroupOutput::JoinResponse(_, response) => {
+                assert_encodes(response, join_version, "JoinGroupResponse")
+            }
+            GroupOutput::SyncResponse(_, response) => {
+                assert_encodes(response, sync_version, "SyncGroupResponse")
+            }
+        }
+    }
+}
+
+/// A join at `version` with an empty member id, doing the two-step join where the
+/// version requires it. Returns the outputs so far and the token of the pending join.
+fn join_at(
+    coordinator: &mut GroupCoordinator,
+    version: i16,
+    token: ReplyToken,
+    instance: Option<&str>,
+) -> (Vec<GroupOutput>, ReplyToken) {
+    let request = join_request("", instance, b"m");
+    let outputs = coordinator.join_group(0, token, version, request, "client", "/h", token);
+    if version < 4 || instance.is_some() {
+        return (outputs, token);
+    }
+    let response = join_response(&outputs, token);
+    assert_eq!(response.error_code, code(ResponseError::MemberIdRequired));
+    let mut all = outputs.clone();
+    let request = join_request(response.member_id.as_str(), None, b"m");
+    all.extend(coordinator.join_group(0, token + 1, version, request, "client", "/h", token + 1));
+    (all, token + 1)
+}
+
+#[test]
+fn responses_encode_at_every_version() {
+    for join_version in 0..=9i16 {
+        let sync_version = join_version.min(5);
+        let mut coordinator = coordinator();
+        let instance = (join_version >= 5).then_some("instance-s");
+        let (mut outputs, first_token) = join_at(&mut coordinator, join_version, 1, instance);
+        let (second, second_token) = join_at(&mut coordinator, join_version, 3, None);
+        outputs.extend(second);
+        outputs.extend(coordinator.tick(INITIAL_DELAY_MS));
+        assert_outputs_encode(&outputs, join_version, sync_version);
+        let first = join_response(&outputs, first_token);
+        let follower = join_response(&outputs, second_token);
+        assert_eq!(first.error_code, 0, "v{join_version}");
+        let leader_id = first.member_id.as_str().to_owned();
+        let follower_id = follower.member_id.as_str().to_owned();
+
+        let mut outputs = sync(&mut coordinator, 200, 10, &follower_id, 1, &[]);
+        outputs.extend(sync(
+            &mut coordinator,
+            200,
+            11,
+            &leader_id,
+            1,
+            &[(&leader_id, b"a"), (&follower_id, b"b")],
+        ));
+        assert_eq!(outputs.len(), 2);
+        assert_outputs_encode(&outputs, join_version, sync_version);
+        if let Some(instance) = instance {
+            // A static leader restart answered without a rebalance.
+            let outputs = coordinator.join_group(
+                300,
+                12,
+                join_version,
+                join_request("", Some(instance), b"m"),
+                "client",
+                "/h",
+                12,
+            );
+            assert_eq!(join_response(&outputs, 12).error_code, 0);
+            assert_eq!(
+                join_response(&outputs, 12).skip_assignment,
+                join_version >= 9
+            );
+            assert_outputs_encode(&outputs, join_version, sync_version);
+        }
+        let heartbeat = coordinator.heartbeat(
+            400,
+            join_version.min(4),
+            HeartbeatRequest::default().with_group_id(GroupId(text(GROUP))),
+        );
+        assert_encodes(&heartbeat, join_version.min(4), "HeartbeatResponse");
+    }
+
+    let mut coordinator = coordinator();
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    for version in 2..=9i16 {
+        let mut request = commit_request(&leader, 1, &[("t", 0, 5), ("t", 1, 6)]);
+        request.topics[0].partitions[0].committed_leader_epoch = 3;
+        let prepared = coordinator.prepare_offset_commit(500, version, &request);
+        assert_encodes(&prepared.response, version, "OffsetCommitResponse");
+        coordinator.apply_offset_commit(&prepared.records);
+    }
+    for version in 1..=9i16 {
+        let topics = Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partition_indexes(vec![0, 1, 2])]);
+        let request = if version >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(text(GROUP)))
+                    .with_topics(None),
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(text("other")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(text("t")))
+                        .with_partition_indexes(vec![0])])),
+            ])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(text(GROUP)))
+                .with_topics(topics)
+        };
+        assert_encodes(
+            &coordinator.offset_fetch(version, &request),
+            version,
+            "OffsetFetchResponse",
+        );
+    }
+    let describe = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
+    for version in 0..=6i16 {
+        assert_encodes(
+            &coordinator.describe_groups(version, &describe),
+            version,
+            "DescribeGroupsResponse",
+        );
+    }
+    for version in 0..=5i16 {
+        assert_encodes(
+            &coordinator.list_groups(version, &ListGroupsRequest::default()),
+            version,
+            "ListGroupsResponse",
+        );
+    }
+    for version in 0..=5i16 {
+        let request = if version >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(text(GROUP)))
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(text("stranger"))
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(text(GROUP)))
+                .with_member_id(text("stranger"))
+        };
+        let (response, outputs) = coordinator.leave_group(600, version, request);
+        assert!(outputs.is_empty());
+        assert_encodes(&response, version, "LeaveGroupResponse");
+    }
+    let _ = follower;
+    for version in 0..=2i16 {
+        let request = DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
+        assert_encodes(
+            &coordinator.delete_groups(version, &request).0,
+            version,
+            "DeleteGroupsResponse",
+        );
     }
 }

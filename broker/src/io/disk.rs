@@ -49,6 +49,9 @@ pub trait DiskFile: Send + Sync + 'static {
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// Makes every earlier write to this file durable.
     fn sync(&self) -> io::Result<()>;

@@ -165,12 +165,18 @@ fn parent_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// The root always exists, as on a real filesystem.
+fn is_root(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path == Path::new("/")
+}
+
 impl State {
     fn parent_exists(&self, path: &Path) -> bool {
-        let parent = parent_of(path);
-        parent.as_os_str().is_empty()
-            || parent == Path::new("/")
-            || self.directories.contains(&parent)
+        self.directory_exists(&parent_of(path))
+    }
+
+    fn directory_exists(&self, path: &Path) -> bool {
+        is_root(path) || self.directories.contains(path)
     }
 }
 
@@ -211,7 +217,7 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = lock(&self.state);
-        if !state.directories.contains(path) && !path.as_os_str().is_empty() {
+        if !state.directory_exists(path) {
             return Err(not_found(path));
         }
         let in_directory = |candidate: &Path| candidate.parent() == Some(path);
@@ -236,7 +242,9 @@ impl Disk for SimDisk {
         }
         // The directory itself becomes durable too: a real filesystem journals its own entry
         // with the parent's, and every caller here syncs parents before children.
-        durable_directories.insert(path.to_path_buf());
+        if !is_root(path) {
+            durable_directories.insert(path.to_path_buf());
+        }
         Ok(())
     }
 
@@ -268,7 +276,7 @@ impl Disk for SimDisk {
 
     fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
         let state = lock(&self.state);
-        if !state.directories.contains(path) {
+        if !state.directory_exists(path) {
             return Err(not_found(path));
         }
         let name_of = |child: &Path| {
@@ -300,7 +308,7 @@ impl Disk for SimDisk {
 
     fn exists(&self, path: &Path) -> bool {
         let state = lock(&self.state);
-        state.entries.contains_key(path) || state.directories.contains(path)
+        state.entries.contains_key(path) || state.directory_exists(path)
     }
 }
 

@@ -179,7 +179,8 @@ impl Harness {
             }
             Operation::CloseAndReopen => {
                 let end = self.model_end();
-                self.log.take().expect("open").close().expect("close");
+                let mut closing = self.log.take().expect("open");
+                closing.close().expect("close");
                 self.reopen();
                 assert_eq!(self.log().log_end_offset(), end);
                 self.durable_end_offset = end;
@@ -353,7 +354,8 @@ proptest! {
         }
         harness.check_whole_log();
         let end = harness.model_end();
-        harness.log.take().expect("open").close().expect("close");
+        let mut closing = harness.log.take().expect("open");
+        closing.close().expect("close");
         harness.reopen();
         prop_assert_eq!(harness.log().log_end_offset(), end);
         harness.check_whole_log();

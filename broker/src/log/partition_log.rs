@@ -543,7 +543,10 @@ impl PartitionLog {
     /// Clean shutdown: writes the active segment's indexes, syncs everything and records a
     /// clean checkpoint at the log end, so the next open trusts every segment.
     pub fn close(&mut self) -> Result<(), LogError> {
-        assert!(self.sync_in_flight.is_none(), "close while a sync is in flight");
+        assert!(
+            self.sync_in_flight.is_none(),
+            "close while a sync is in flight"
+        );
         let disk = Arc::clone(&self.disk);
         let dir = self.dir.clone();
         let index_files = self.active_mut().write_indexes(&*disk, &dir)?;

@@ -337,7 +337,7 @@ fn validate_prefix_length(header: &[u8]) -> usize {
 #[test]
 fn unexpected_files_make_the_directory_corrupt_and_leftovers_are_removed() {
     let disk = SimDisk::new();
-    let log = open(&disk, small_config());
+    let mut log = open(&disk, small_config());
     log.close().unwrap();
     let dir = Path::new(DIR);
     disk.open(&dir.join("recovery-point.checkpoint.tmp"), true)
@@ -350,7 +350,8 @@ fn unexpected_files_make_the_directory_corrupt_and_leftovers_are_removed() {
 
     for name in ["notes.txt", "123.log", "00000000000000000000.bak"] {
         let disk = SimDisk::new();
-        open(&disk, small_config()).close().unwrap();
+        let mut reopened = open(&disk, small_config());
+        reopened.close().unwrap();
         disk.open(&dir.join(name), true).unwrap();
         let result = PartitionLog::open(Arc::new(disk.clone()), dir, small_config(), START_MS);
         match result {

@@ -46,6 +46,17 @@ pub enum ProducerIdError {
     Exhausted,
 }
 
+impl ProducerIdError {
+    /// The Kafka error code to answer InitProducerId with.
+    pub fn code(&self) -> i16 {
+        match self {
+            ProducerIdError::Exhausted => {
+                kafka_protocol::error::ResponseError::UnknownServerError.code()
+            }
+        }
+    }
+}
+
 /// Hands out producer ids below a durably reserved limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerIdAllocator {

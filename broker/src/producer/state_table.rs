@@ -281,6 +281,10 @@ impl ProducerStateTable {
         self.use_counter += 1;
         let last_use = self.use_counter;
         if let Some(entry) = self.producers.get_mut(&producer_id) {
+            assert!(
+                producer_epoch >= entry.producer_epoch,
+                "check() rejects older epochs before they are appended"
+            );
             let removed = self.by_last_use.remove(&entry.last_use);
             assert_eq!(removed, Some(producer_id));
             if producer_epoch > entry.producer_epoch {

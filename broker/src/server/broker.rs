@@ -106,7 +106,8 @@ impl Broker {
     /// Opens the data directory and every topic in it. Blocking: call before serving.
     pub fn open(config: BrokerConfig, seams: Seams) -> Result<Arc<Self>, TopicError> {
         let root = config.data_dir.clone();
-        let identity = data_dir::open_data_dir(seams.disk.as_ref(), &root, config.node_id, &seams.random)?;
+        let identity =
+            data_dir::open_data_dir(seams.disk.as_ref(), &root, config.node_id, &seams.random)?;
         let producer_id_limit = data_dir::load_producer_id_limit(seams.disk.as_ref(), &root)?;
         let config_for_groups = config.clone();
         let clock_origin = seams.clock.now();
@@ -125,13 +126,16 @@ impl Broker {
         let records = data_dir::load_topics(broker.seams.disk.as_ref(), &root)?;
         broker.remove_orphan_partitions(&records)?;
         for (name, record) in &records {
-            let id = Uuid::try_parse(&record.id)
-                .map_err(|_| TopicError::Storage(format!("topic {name} has a bad id in topics.json")))?;
-            let topic = broker.open_topic(name, id, record.partitions, record.configs.clone(), 0)?;
+            let id = Uuid::try_parse(&record.id).map_err(|_| {
+                TopicError::Storage(format!("topic {name} has a bad id in topics.json"))
+            })?;
+            let topic =
+                broker.open_topic(name, id, record.partitions, record.configs.clone(), 0)?;
             broker.install(topic);
         }
         if !records.contains_key(OFFSETS_TOPIC) {
-            let topic = broker.open_topic(OFFSETS_TOPIC, broker.new_topic_id(), 1, BTreeMap::new(), 0)?;
+            let topic =
+                broker.open_topic(OFFSETS_TOPIC, broker.new_topic_id(), 1, BTreeMap::new(), 0)?;
             let mut catalogue = records.clone();
             catalogue.insert(OFFSETS_TOPIC.to_string(), Self::record_of(&topic));
             data_dir::store_topics(broker.seams.disk.as_ref(), &root, &catalogue)?;
@@ -142,7 +146,9 @@ impl Broker {
 
     /// The producer id allocator.
     pub fn producer_ids(&self) -> std::sync::MutexGuard<'_, ProducerIdAllocator> {
-        self.producer_ids.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.producer_ids
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn new_topic_id(&self) -> Uuid {
@@ -159,18 +165,26 @@ impl Broker {
 
     /// Partition directories that the catalogue does not list are left over from a topic
     /// creation or deletion interrupted by a crash; the catalogue is the truth.
-    fn remove_orphan_partitions(&self, records: &BTreeMap<String, TopicRecord>) -> Result<(), TopicError> {
+    fn remove_orphan_partitions(
+        &self,
+        records: &BTreeMap<String, TopicRecord>,
+    ) -> Result<(), TopicError> {
         let root = &self.config.data_dir;
         let disk = self.seams.disk.as_ref();
-        let entries = disk.list(root).map_err(|error| TopicError::Storage(error.to_string()))?;
+        let entries = disk
+            .list(root)
+            .map_err(|error| TopicError::Storage(error.to_string()))?;
         for entry in entries.iter().filter(|entry| entry.is_dir) {
-            let listed = entry.name.rsplit_once('-').is_some_and(|(topic, partition)| {
-                partition.parse::<i32>().is_ok_and(|partition| {
-                    records
-                        .get(topic)
-                        .is_some_and(|record| partition >= 0 && partition < record.partitions)
-                })
-            });
+            let listed = entry
+                .name
+                .rsplit_once('-')
+                .is_some_and(|(topic, partition)| {
+                    partition.parse::<i32>().is_ok_and(|partition| {
+                        records
+                            .get(topic)
+                            .is_some_and(|record| partition >= 0 && partition < record.partitions)
+                    })
+                });
             let is_offsets = entry.name == format!("{OFFSETS_TOPIC}-0");
             if !listed && !is_offsets {
                 tracing::warn!(directory = %entry.name, "removing a partition directory not in the topic catalogue");
@@ -178,7 +192,8 @@ impl Broker {
                     .map_err(|error| TopicError::Storage(error.to_string()))?;
             }
         }
-        disk.sync_dir(root).map_err(|error| TopicError::Storage(error.to_string()))
+        disk.sync_dir(root)
+            .map_err(|error| TopicError::Storage(error.to_string()))
     }
 
     /// Opens partitions `first_new..partitions` of a topic (all of them when 0).
@@ -190,18 +205,18 @@ impl Broker {
         configs: BTreeMap<String, String>,
         first_new: i32,
     ) -> Result<Topic, TopicError> {
-        let log_config = log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
+        let log_config =
+            log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in first_new..partitions {
             let directory = data_dir::partition_directory(&self.config.data_dir, name, index);
             opened.push(Partition::open(
-                self.seams.disk.clone(),
+                &self.seams,
                 name,
                 index,
                 directory,
                 log_config.clone(),
                 self.config.flush_policy,
-                &self.seams.clock,
                 self.data_visible.clone(),
             )?);
         }
@@ -266,7 +281,9 @@ impl Broker {
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topic = self.topic(topic)?;
-        usize::try_from(index).ok().and_then(|index| topic.partitions.get(index).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| topic.partitions.get(index).cloned())
     }
 
     /// Every topic, in name order.
@@ -299,12 +316,19 @@ impl Broker {
         let _guard = self.catalogue.lock().await;
         validate_topic_name(name).map_err(TopicError::InvalidName)?;
         if name.starts_with("__") && name != OFFSETS_TOPIC && self.topic(name).is_none() {
-            tracing::debug!(topic = name, "creating a topic with an internal-looking name");
+            tracing::debug!(
+                topic = name,
+                "creating a topic with an internal-looking name"
+            );
         }
         if self.topic(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let partitions = if partitions == -1 { self.config.default_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(TopicError::InvalidPartitions(format!(
                 "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
@@ -335,21 +359,30 @@ impl Broker {
             let topic = broker.open_topic(&name_owned, id, partitions, configs, 0)?;
             let mut records = broker.catalogue_records();
             records.insert(name_owned.clone(), Self::record_of(&topic));
-            data_dir::store_topics(broker.seams.disk.as_ref(), &broker.config.data_dir, &records)?;
+            data_dir::store_topics(
+                broker.seams.disk.as_ref(),
+                &broker.config.data_dir,
+                &records,
+            )?;
             Ok(topic)
         })
         .await?;
         tracing::info!(topic = name, partitions, "topic created");
         self.install(topic);
-        self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))
+        self.topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))
     }
 
     /// Deletes a topic: removed from the catalogue first, then its directories.
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<Uuid, TopicError> {
         let _guard = self.catalogue.lock().await;
-        let topic = self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         if topic.internal {
-            return Err(TopicError::InvalidName(format!("internal topic {name} cannot be deleted")));
+            return Err(TopicError::InvalidName(format!(
+                "internal topic {name} cannot be deleted"
+            )));
         }
         let mut records = self.catalogue_records();
         records.remove(name);
@@ -380,9 +413,16 @@ impl Broker {
     }
 
     /// Raises a topic's partition count.
-    pub async fn add_partitions(self: &Arc<Self>, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub async fn add_partitions(
+        self: &Arc<Self>,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _guard = self.catalogue.lock().await;
-        let topic = self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let current = topic.partitions.len() as i32;
         if count <= current {
             return Err(TopicError::InvalidPartitions(format!(
@@ -390,7 +430,9 @@ impl Broker {
             )));
         }
         if count > TOPIC_PARTITIONS_MAX {
-            return Err(TopicError::InvalidPartitions(format!("at most {TOPIC_PARTITIONS_MAX} partitions")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "at most {TOPIC_PARTITIONS_MAX} partitions"
+            )));
         }
         if validate_only {
             return Ok(());
@@ -398,13 +440,26 @@ impl Broker {
         let broker = self.clone();
         let topic_for_io = topic.clone();
         let grown = tasks::run_blocking(move || -> Result<Topic, TopicError> {
-            let added = broker.open_topic(&topic_for_io.name, topic_for_io.id, count, topic_for_io.configs.clone(), current)?;
+            let added = broker.open_topic(
+                &topic_for_io.name,
+                topic_for_io.id,
+                count,
+                topic_for_io.configs.clone(),
+                current,
+            )?;
             let mut partitions = topic_for_io.partitions.clone();
             partitions.extend(added.partitions);
-            let grown = Topic { partitions, ..added };
+            let grown = Topic {
+                partitions,
+                ..added
+            };
             let mut records = broker.catalogue_records();
             records.insert(grown.name.clone(), Self::record_of(&grown));
-            data_dir::store_topics(broker.seams.disk.as_ref(), &broker.config.data_dir, &records)?;
+            data_dir::store_topics(
+                broker.seams.disk.as_ref(),
+                &broker.config.data_dir,
+                &records,
+            )?;
             Ok(grown)
         })
         .await?;
@@ -419,17 +474,26 @@ impl Broker {
     }
 
     /// Finds a topic, creating it with the default partition count when auto-creation is on.
-    pub async fn topic_or_auto_create(self: &Arc<Self>, name: &str, allow: bool) -> Result<Arc<Topic>, TopicError> {
+    pub async fn topic_or_auto_create(
+        self: &Arc<Self>,
+        name: &str,
+        allow: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
         if !(allow && self.config.auto_create_topics) {
             return Err(TopicError::Unknown(name.to_string()));
         }
-        match self.create_topic(name, -1, -1, BTreeMap::new(), false).await {
+        match self
+            .create_topic(name, -1, -1, BTreeMap::new(), false)
+            .await
+        {
             Ok(topic) => Ok(topic),
             // Another request created it first.
-            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(error) => Err(error),
         }
     }
@@ -441,8 +505,12 @@ impl Broker {
             for partition in &topic.partitions {
                 match partition.apply_retention(now) {
                     Ok(0) => {}
-                    Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
-                    Err(error) => tracing::warn!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
+                    Ok(deleted) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                    }
+                    Err(error) => {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, %error, "retention failed")
+                    }
                 }
             }
         }

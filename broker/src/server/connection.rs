@@ -28,7 +28,12 @@ pub struct Peer {
 
 /// Serves a connection until the client closes it, misbehaves, or the broker shuts down (the
 /// request in progress is finished and answered first).
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: Peer, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: Peer,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (reader, mut writer) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, reader);
     let limit = broker.config.socket_request_bytes_max;
@@ -51,10 +56,18 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: Peer, mut shutd
         };
         let request = match wire::decode_request(frame) {
             Ok(request) => request,
-            Err(RequestDecodeError::ApiVersionsTooNew { version, correlation_id }) => {
+            Err(RequestDecodeError::ApiVersionsTooNew {
+                version,
+                correlation_id,
+            }) => {
                 tracing::info!(peer = %peer.address, version, "ApiVersions version too new; answering with version 0");
-                let body = ResponseKind::ApiVersions(api_versions_response(ResponseError::UnsupportedVersion.code()));
-                if write_response(&mut writer, ApiKey::ApiVersions, 0, correlation_id, &body).await.is_err() {
+                let body = ResponseKind::ApiVersions(api_versions_response(
+                    ResponseError::UnsupportedVersion.code(),
+                ));
+                if write_response(&mut writer, ApiKey::ApiVersions, 0, correlation_id, &body)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -64,11 +77,15 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: Peer, mut shutd
                 return;
             }
         };
-        let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
+        let (api_key, version, correlation_id) =
+            (request.api_key, request.version, request.correlation_id);
         let Some(response) = handlers::handle(&broker, request, &peer).await else {
             continue; // acks=0 produce: no response.
         };
-        if write_response(&mut writer, api_key, version, correlation_id, &response).await.is_err() {
+        if write_response(&mut writer, api_key, version, correlation_id, &response)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -97,5 +114,7 @@ where
         writer.write_all(&frame).await?;
         writer.flush().await
     };
-    written.await.map_err(|error| tracing::debug!(%error, "could not write a response"))
+    written
+        .await
+        .map_err(|error| tracing::debug!(%error, "could not write a response"))
 }

@@ -120,7 +120,10 @@ pub fn open_data_dir(
     let meta_path = root.join(META_FILE);
     if !disk.exists(root) {
         disk.create_dir_all(root).map_err(io_error(root))?;
-        if let Some(parent) = root.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = root
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             disk.sync_dir(parent).map_err(io_error(parent))?;
         }
     }
@@ -143,7 +146,11 @@ pub fn open_data_dir(
     let text = read_whole(disk, &meta_path).map_err(io_error(&meta_path))?;
     let text = String::from_utf8(text).map_err(|_| corrupt(&meta_path, "not UTF-8"))?;
     let mut properties = BTreeMap::new();
-    for line in text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+    {
         let (name, value) = line
             .split_once('=')
             .ok_or_else(|| corrupt(&meta_path, format!("line `{line}` is not name=value")))?;
@@ -177,7 +184,10 @@ pub fn open_data_dir(
 }
 
 /// Loads the topic catalogue (empty if the broker never created a topic).
-pub fn load_topics(disk: &dyn Disk, root: &Path) -> Result<BTreeMap<String, TopicRecord>, DataDirError> {
+pub fn load_topics(
+    disk: &dyn Disk,
+    root: &Path,
+) -> Result<BTreeMap<String, TopicRecord>, DataDirError> {
     let path = root.join(TOPICS_FILE);
     if !disk.exists(&path) {
         return Ok(BTreeMap::new());
@@ -220,7 +230,11 @@ pub fn load_producer_id_limit(disk: &dyn Disk, root: &Path) -> Result<i64, DataD
 }
 
 /// Durably records a new producer id reservation.
-pub fn store_producer_id_limit(disk: &dyn Disk, root: &Path, limit: i64) -> Result<(), DataDirError> {
+pub fn store_producer_id_limit(
+    disk: &dyn Disk,
+    root: &Path,
+    limit: i64,
+) -> Result<(), DataDirError> {
     let path = root.join(PRODUCER_IDS_FILE);
     write_atomically(disk, &path, format!("{limit}\n").as_bytes()).map_err(io_error(&path))
 }
@@ -246,7 +260,10 @@ mod tests {
         assert_eq!(first, again);
         assert!(matches!(
             open_data_dir(&disk, root, 2, &random),
-            Err(DataDirError::WrongNode { expected: 2, found: 1 })
+            Err(DataDirError::WrongNode {
+                expected: 2,
+                found: 1
+            })
         ));
     }
 
@@ -285,6 +302,9 @@ mod tests {
         let root = Path::new("/data");
         open_data_dir(&disk, root, 1, &Random::from_seed(1)).unwrap();
         write_atomically(&disk, &root.join(TOPICS_FILE), b"{not json").unwrap();
-        assert!(matches!(load_topics(&disk, root), Err(DataDirError::Corrupt { .. })));
+        assert!(matches!(
+            load_topics(&disk, root),
+            Err(DataDirError::Corrupt { .. })
+        ));
     }
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use tokio::sync::{oneshot, Notify};
 
 use super::broker::{Broker, OFFSETS_TOPIC};
@@ -64,7 +66,9 @@ impl GroupService {
     }
 
     pub fn coordinator(&self) -> MutexGuard<'_, GroupCoordinator> {
-        self.coordinator.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.coordinator
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Milliseconds since the service started, on the monotonic clock.
@@ -88,7 +92,10 @@ impl GroupService {
         if outputs.is_empty() {
             return;
         }
-        let mut waiting = self.waiting.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for output in outputs {
             if let Some(sender) = waiting.remove(&output.token()) {
                 // The client may have gone away; its response is simply dropped.
@@ -105,9 +112,10 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
     let partition = offsets_partition(broker);
     let for_io = partition.clone();
     let records = tasks::run_blocking(move || replay_offsets(&for_io)).await;
-    let records = records.map_err(|error| StartError::DataDirectory(super::TopicError::Storage(error)))?;
+    let records =
+        records.map_err(|error| StartError::DataDirectory(super::TopicError::Storage(error)))?;
     tracing::info!(records = records.len(), "replayed committed group offsets");
-    broker.groups.coordinator().load_offset_records(&records);
+    broker.groups.coordinator().load_offset_records(records);
     tasks::spawn(ticker(broker.clone()));
     Ok(())
 }
@@ -139,7 +147,8 @@ fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
         let mut buffer = bytes.clone();
         let mut next = offset;
         while !buffer.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut buffer).map_err(|error| format!("offsets log: {error:#}"))?;
+            let set = RecordBatchDecoder::decode(&mut buffer)
+                .map_err(|error| format!("offsets log: {error:#}"))?;
             for record in set.records {
                 next = next.max(record.offset + 1);
                 let (Some(key), Some(value)) = (record.key, record.value) else {
@@ -147,7 +156,9 @@ fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
                 };
                 match OffsetRecord::decode(&key, &value) {
                     Ok(decoded) => records.push(decoded),
-                    Err(error) => tracing::warn!(offset = record.offset, %error, "skipping an unreadable offset record"),
+                    Err(error) => {
+                        tracing::warn!(offset = record.offset, %error, "skipping an unreadable offset record")
+                    }
                 }
             }
         }
@@ -222,17 +233,24 @@ pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(
     }
     let partition = offsets_partition(broker);
     let batch = encode_records(records, broker.seams.clock.wall_ms());
-    let header = record_batch::validate(&batch).expect("a batch this broker encoded is valid");
-    let outcome = partition.append(&batch, &header, broker.seams.clock.wall_ms())?;
-    let AppendOutcome::Appended(info) = outcome else {
-        unreachable!("offset records carry no producer id, so they are never duplicates")
-    };
+    // The encoder may split the records into several batches; they are appended in order and
+    // the wait covers the last.
+    let mut end_offset = 0;
+    for batch in record_batch::split_batches(&batch) {
+        let batch = batch.expect("batches this broker encoded split cleanly");
+        let header = record_batch::validate(batch).expect("a batch this broker encoded is valid");
+        let outcome = partition.append(batch, &header, broker.seams.clock.wall_ms())?;
+        let AppendOutcome::Appended(info) = outcome else {
+            unreachable!("offset records carry no producer id, so they are never duplicates")
+        };
+        end_offset = info.last_offset + 1;
+    }
     if broker.config.flush_policy == FlushPolicy::Sync {
-        let durable = partition
-            .wait_durable(info.last_offset + 1, Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS))
-            .await?;
-        if !durable {
-            return Err(PartitionError::Offline("offset commit was not durable in time".to_string()));
+        let timeout = Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
+        if !partition.wait_durable(end_offset, timeout).await? {
+            return Err(PartitionError::Offline(
+                "offset commit was not durable in time".to_string(),
+            ));
         }
     }
     Ok(())

@@ -78,15 +78,28 @@ pub async fn start(config: BrokerConfig, seams: Seams) -> Result<RunningServer, 
     groups::start(&broker).await?;
     let listener = net::listen(listen_address)
         .await
-        .map_err(|source| StartError::Listen { address: listen_address, source })?;
+        .map_err(|source| StartError::Listen {
+            address: listen_address,
+            source,
+        })?;
     let local_address = listener.local_addr().unwrap_or(listen_address);
     let (shutdown, shutdown_watch) = watch::channel(false);
     let connections = Arc::new(ConnectionCount::default());
-    tasks::spawn(accept_loop(broker.clone(), listener, shutdown_watch.clone(), connections.clone()));
+    tasks::spawn(accept_loop(
+        broker.clone(),
+        listener,
+        shutdown_watch.clone(),
+        connections.clone(),
+    ));
     tasks::spawn(retention_loop(broker.clone(), shutdown_watch));
     tracing::info!(address = %local_address, node = broker.identity.node_id,
         cluster = %broker.identity.cluster_id, data = %broker.config.data_dir.display(), "serving");
-    Ok(RunningServer { broker, local_address, shutdown, connections })
+    Ok(RunningServer {
+        broker,
+        local_address,
+        shutdown,
+        connections,
+    })
 }
 
 impl RunningServer {
@@ -105,7 +118,10 @@ impl RunningServer {
                 closed.await;
             }
         };
-        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX), drained).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX), drained)
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after the drain period; stopping anyway");
         }
         groups::stop(&self.broker);

@@ -19,8 +19,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use super::broker::Seams;
 use crate::config::FlushPolicy;
-use crate::io::{tasks, Clock, Disk};
+use crate::io::{tasks, Disk};
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
@@ -71,16 +72,17 @@ pub struct Partition {
 impl Partition {
     /// Opens (and recovers) the partition's log and rebuilds its producer state from it.
     pub fn open(
-        disk: Arc<dyn Disk>,
+        seams: &Seams,
         topic: &str,
         index: i32,
         directory: PathBuf,
         log_config: LogConfig,
         flush_policy: FlushPolicy,
-        clock: &Clock,
         data_visible: Arc<Notify>,
     ) -> Result<Arc<Self>, LogError> {
-        let (log, report) = PartitionLog::open(disk, &directory, log_config, clock.wall_ms())?;
+        let wall_ms = seams.clock.wall_ms();
+        let (log, report) =
+            PartitionLog::open(seams.disk.clone(), &directory, log_config, wall_ms)?;
         tracing::info!(topic, partition = index, ?report, "partition log opened");
         let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
         log.for_each_batch(log.log_start_offset(), |header: &RecordBatchHeader| {
@@ -115,7 +117,9 @@ impl Partition {
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionState> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Appends one validated batch, deduplicating idempotent retries. Does not wait for
@@ -171,10 +175,15 @@ impl Partition {
 
     /// Waits until every offset below `end_offset` is durable, or the timeout passes. Returns
     /// whether it is durable.
-    pub async fn wait_durable(&self, end_offset: i64, timeout: Duration) -> Result<bool, PartitionError> {
+    pub async fn wait_durable(
+        &self,
+        end_offset: i64,
+        timeout: Duration,
+    ) -> Result<bool, PartitionError> {
         let mut durable = self.durable_end.subscribe();
         self.sync_requested.notify_one();
-        let reached = tokio::time::timeout(timeout, durable.wait_for(|end| *end >= end_offset)).await;
+        let reached =
+            tokio::time::timeout(timeout, durable.wait_for(|end| *end >= end_offset)).await;
         if let Some(reason) = &self.lock().offline {
             return Err(PartitionError::Offline(reason.clone()));
         }
@@ -273,7 +282,10 @@ impl Partition {
     }
 
     /// The first offset with a timestamp at or after `timestamp`, below the high watermark.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, PartitionError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, PartitionError> {
         let high_watermark = self.high_watermark();
         let state = self.lock();
         Ok(state.log.offset_for_timestamp(timestamp, high_watermark)?)

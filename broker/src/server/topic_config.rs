@@ -99,13 +99,17 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name `{name}` is illegal"));
     }
     if name.len() > TOPIC_NAME_CHARACTERS_MAX {
-        return Err(format!("topic name is longer than {TOPIC_NAME_CHARACTERS_MAX} characters"));
+        return Err(format!(
+            "topic name is longer than {TOPIC_NAME_CHARACTERS_MAX} characters"
+        ));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
     {
-        return Err(format!("topic name `{name}` contains the illegal character `{bad}`"));
+        return Err(format!(
+            "topic name `{name}` contains the illegal character `{bad}`"
+        ));
     }
     Ok(())
 }
@@ -118,7 +122,12 @@ mod tests {
     fn overrides_apply_and_bad_ones_are_refused() {
         let defaults = LogConfig::default();
         let overrides = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
-        assert_eq!(log_config_for_topic(&defaults, &overrides).unwrap().retention_ms, 1000);
+        assert_eq!(
+            log_config_for_topic(&defaults, &overrides)
+                .unwrap()
+                .retention_ms,
+            1000
+        );
         let compact = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         assert!(log_config_for_topic(&defaults, &compact).is_err());
         let unknown = BTreeMap::from([("retention.msx".to_string(), "1".to_string())]);

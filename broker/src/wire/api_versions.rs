@@ -29,7 +29,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::DescribeConfigs, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
 ];
@@ -48,7 +48,10 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
     SUPPORTED
         .iter()
         .find(|(key, _, _)| *key == api_key)
-        .map(|(_, min, max)| VersionRange { min: *min, max: *max })
+        .map(|(_, min, max)| VersionRange {
+            min: *min,
+            max: *max,
+        })
 }
 
 /// The ApiVersions response body listing every served API.
@@ -75,7 +78,10 @@ mod tests {
     fn advertised_ranges_lie_within_what_the_codec_knows() {
         for (key, min, max) in SUPPORTED {
             let codec = key.valid_versions();
-            assert!(codec.min <= *min && *max <= codec.max, "{key:?} {min}..={max} vs {codec:?}");
+            assert!(
+                codec.min <= *min && *max <= codec.max,
+                "{key:?} {min}..={max} vs {codec:?}"
+            );
         }
     }
 }

@@ -54,15 +54,27 @@ mod tests {
     async fn oversized_frames_are_refused_before_allocation() {
         let mut input: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
         let error = read_frame(&mut input, 1024).await.unwrap_err();
-        assert!(matches!(error, FrameError::TooLarge { size: 2147483647, limit: 1024 }));
+        assert!(matches!(
+            error,
+            FrameError::TooLarge {
+                size: 2147483647,
+                limit: 1024
+            }
+        ));
     }
 
     #[tokio::test]
     async fn negative_and_tiny_sizes_are_refused() {
         let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut negative, 1024).await, Err(FrameError::TooSmall(-1))));
+        assert!(matches!(
+            read_frame(&mut negative, 1024).await,
+            Err(FrameError::TooSmall(-1))
+        ));
         let mut tiny: &[u8] = &[0, 0, 0, 2, 1, 2];
-        assert!(matches!(read_frame(&mut tiny, 1024).await, Err(FrameError::TooSmall(2))));
+        assert!(matches!(
+            read_frame(&mut tiny, 1024).await,
+            Err(FrameError::TooSmall(2))
+        ));
     }
 
     #[tokio::test]

@@ -5,12 +5,17 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -42,7 +47,11 @@ fn message(error: &TopicError) -> Option<StrBytes> {
     Some(StrBytes::from_string(error.to_string()))
 }
 
-pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for wanted in request.topics {
         let name = wanted.name.0.to_string();
@@ -54,10 +63,18 @@ pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest) -
             }
         }
         let created = if !wanted.assignments.is_empty() {
-            Err(TopicError::InvalidPartitions("manual replica assignments are not supported".to_string()))
+            Err(TopicError::InvalidPartitions(
+                "manual replica assignments are not supported".to_string(),
+            ))
         } else {
             broker
-                .create_topic(&name, wanted.num_partitions, wanted.replication_factor, configs, request.validate_only)
+                .create_topic(
+                    &name,
+                    wanted.num_partitions,
+                    wanted.replication_factor,
+                    configs,
+                    request.validate_only,
+                )
                 .await
         };
         results.push(match created {
@@ -68,39 +85,67 @@ pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest) -
                         CreatableTopicConfigs::default()
                             .with_name(StrBytes::from_static_str(config_name))
                             .with_value(Some(StrBytes::from_string(value)))
-                            .with_config_source(if is_override { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG })
+                            .with_config_source(if is_override {
+                                SOURCE_TOPIC_CONFIG
+                            } else {
+                                SOURCE_DEFAULT_CONFIG
+                            })
                     })
                     .collect();
-                let partitions =
-                    if request.validate_only { wanted.num_partitions } else { topic.partitions.len() as i32 };
-                result
-                    .with_topic_id(topic.id)
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)
-                    .with_configs(Some(described))
+                let partitions = if request.validate_only {
+                    wanted.num_partitions
+                } else {
+                    topic.partitions.len() as i32
+                };
+                if version < 5 {
+                    // Partition counts and configs are on the wire from version 5.
+                    result
+                } else {
+                    result
+                        .with_topic_id(if version >= 7 {
+                            topic.id
+                        } else {
+                            uuid::Uuid::nil()
+                        })
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(described))
+                }
             }
             Err(error) => result
                 .with_error_code(topic_error_code(&error).code())
-                .with_error_message(message(&error))
-                .with_num_partitions(-1)
-                .with_replication_factor(-1),
+                .with_error_message(message(&error)),
         });
     }
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     // Versions 0-5 name topics in `topic_names`; version 6 in `topics`, by name or id.
-    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> =
-        request.topic_names.into_iter().map(|name| (Some(name), uuid::Uuid::nil())).collect();
-    targets.extend(request.topics.into_iter().map(|state| (state.name, state.topic_id)));
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
+        .topic_names
+        .into_iter()
+        .map(|name| (Some(name), uuid::Uuid::nil()))
+        .collect();
+    targets.extend(
+        request
+            .topics
+            .into_iter()
+            .map(|state| (state.name, state.topic_id)),
+    );
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let resolved = match &name {
             Some(name) => Some(name.0.to_string()),
             None => broker.topic_by_id(&id).map(|topic| topic.name.clone()),
         };
-        let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
         let Some(resolved) = resolved else {
             responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
             continue;
@@ -109,24 +154,43 @@ pub async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -
             Ok(deleted_id) => result
                 .with_name(Some(TopicName(StrBytes::from_string(resolved))))
                 .with_topic_id(deleted_id),
-            Err(error) => result.with_error_code(topic_error_code(&error).code()).with_error_message(message(&error)),
+            Err(error) => result
+                .with_error_code(topic_error_code(&error).code())
+                .with_error_message(message(&error)),
         });
+    }
+    for response in responses.iter_mut() {
+        if version < 5 {
+            response.error_message = None;
+        }
+        if version < 6 {
+            response.topic_id = uuid::Uuid::nil();
+        }
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    broker: &Arc<Broker>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for wanted in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
         let outcome = if wanted.assignments.is_some() {
-            Err(TopicError::InvalidPartitions("manual replica assignments are not supported".to_string()))
+            Err(TopicError::InvalidPartitions(
+                "manual replica assignments are not supported".to_string(),
+            ))
         } else {
-            broker.add_partitions(&wanted.name.0, wanted.count, request.validate_only).await
+            broker
+                .add_partitions(&wanted.name.0, wanted.count, request.validate_only)
+                .await
         };
         results.push(match outcome {
             Ok(()) => result,
-            Err(error) => result.with_error_code(topic_error_code(&error).code()).with_error_message(message(&error)),
+            Err(error) => result
+                .with_error_code(topic_error_code(&error).code())
+                .with_error_message(message(&error)),
         });
     }
     CreatePartitionsResponse::default().with_results(results)
@@ -140,7 +204,10 @@ fn config_entry(name: &str, value: String, source: i8) -> DescribeConfigsResourc
         .with_read_only(source != SOURCE_TOPIC_CONFIG && source != SOURCE_DEFAULT_CONFIG)
 }
 
-pub fn describe_configs(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn describe_configs(
+    broker: &Arc<Broker>,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -161,20 +228,35 @@ pub fn describe_configs(broker: &Arc<Broker>, request: DescribeConfigsRequest) -
                             .into_iter()
                             .filter(|(name, _, _)| wanted(name))
                             .map(|(name, value, is_override)| {
-                                config_entry(name, value, if is_override { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG })
+                                config_entry(
+                                    name,
+                                    value,
+                                    if is_override {
+                                        SOURCE_TOPIC_CONFIG
+                                    } else {
+                                        SOURCE_DEFAULT_CONFIG
+                                    },
+                                )
                             })
                             .collect(),
                     ),
                     None => result
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(StrBytes::from_string(format!("unknown topic {}", resource.resource_name.as_str())))),
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "unknown topic {}",
+                            resource.resource_name.as_str()
+                        )))),
                 },
                 RESOURCE_BROKER => {
                     let own_id = broker.identity.node_id.to_string();
-                    if !resource.resource_name.is_empty() && resource.resource_name.as_str() != own_id {
+                    if !resource.resource_name.is_empty()
+                        && resource.resource_name.as_str() != own_id
+                    {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(StrBytes::from_string(format!("this is broker {own_id}"))));
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "this is broker {own_id}"
+                            ))));
                     }
                     result.with_configs(
                         broker
@@ -182,13 +264,17 @@ pub fn describe_configs(broker: &Arc<Broker>, request: DescribeConfigsRequest) -
                             .describe()
                             .into_iter()
                             .filter(|(name, _)| wanted(name))
-                            .map(|(name, value)| config_entry(name, value, SOURCE_STATIC_BROKER_CONFIG))
+                            .map(|(name, value)| {
+                                config_entry(name, value, SOURCE_STATIC_BROKER_CONFIG)
+                            })
                             .collect(),
                     )
                 }
                 _ => result
                     .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(StrBytes::from_static_str("only topic and broker configs are described"))),
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "only topic and broker configs are described",
+                    ))),
             }
         })
         .collect();

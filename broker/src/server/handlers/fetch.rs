@@ -34,7 +34,10 @@ fn partition_data(index: i32, error: ResponseError) -> PartitionData {
 }
 
 /// Reads every requested partition once. Returns the response and the bytes it carries.
-fn read_once(broker: &Broker, request: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let response_budget = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
     let mut total = 0usize;
     let mut any_error = false;
@@ -44,12 +47,17 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (Vec<FetchableTopicResp
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
         for wanted in fetch_topic.partitions.iter() {
             let index = wanted.partition;
-            let partition = topic
-                .as_ref()
-                .and_then(|topic| usize::try_from(index).ok().and_then(|i| topic.partitions.get(i)));
+            let partition = topic.as_ref().and_then(|topic| {
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+            });
             let Some(partition) = partition else {
                 any_error = true;
-                partitions.push(partition_data(index, ResponseError::UnknownTopicOrPartition));
+                partitions.push(partition_data(
+                    index,
+                    ResponseError::UnknownTopicOrPartition,
+                ));
                 continue;
             };
             let remaining = response_budget.saturating_sub(total);
@@ -87,7 +95,9 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (Vec<FetchableTopicResp
                 Err(error) => {
                     any_error = true;
                     let code = match &error {
-                        PartitionError::Log(LogError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
+                        PartitionError::Log(LogError::OffsetOutOfRange { .. }) => {
+                            ResponseError::OffsetOutOfRange
+                        }
                         _ => {
                             tracing::warn!(topic = %partition.topic, partition = index, %error, "fetch failed");
                             ResponseError::KafkaStorageError
@@ -110,14 +120,19 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (Vec<FetchableTopicResp
 }
 
 /// Serves Fetch.
-pub async fn fetch(broker: &Arc<Broker>, request: FetchRequest) -> FetchResponse {
-    let partition_count: usize = request.topics.iter().map(|topic| topic.partitions.len()).sum();
+pub async fn fetch(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+    let partition_count: usize = request
+        .topics
+        .iter()
+        .map(|topic| topic.partitions.len())
+        .sum();
     if partition_count > FETCH_PARTITIONS_MAX {
         return FetchResponse::default().with_error_code(ResponseError::InvalidRequest.code());
     }
     if request.session_epoch > 0 {
         // Incremental fetches need a session, and this broker never grants one.
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = broker.seams.clock.now() + wait;
@@ -128,10 +143,21 @@ pub async fn fetch(broker: &Arc<Broker>, request: FetchRequest) -> FetchResponse
         let notified = broker.data_visible.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (topics, total, any_error) = read_once(broker, &request);
+        let (mut topics, total, any_error) = read_once(broker, &request);
+        if version < 5 {
+            // The log start offset is on the wire from version 5.
+            for partition in topics
+                .iter_mut()
+                .flat_map(|topic| topic.partitions.iter_mut())
+            {
+                partition.log_start_offset = -1;
+            }
+        }
         let expired = broker.seams.clock.now() >= deadline;
         if total >= min_bytes.max(1) || any_error || expired {
-            return FetchResponse::default().with_session_id(0).with_responses(topics);
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics);
         }
         tokio::select! {
             _ = &mut notified => {}

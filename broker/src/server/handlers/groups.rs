@@ -19,13 +19,24 @@ fn now_ms(broker: &Broker) -> u64 {
     broker.groups.now_ms(broker.seams.clock.now())
 }
 
-pub fn find_coordinator(broker: &Arc<Broker>, version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let host = StrBytes::from_string(broker.config.advertised_host.clone());
     let port = i32::from(broker.config.advertised_port);
     let node = BrokerId(broker.identity.node_id);
     let unsupported = request.key_type != KEY_TYPE_GROUP;
-    let error = if unsupported { ResponseError::CoordinatorNotAvailable.code() } else { 0 };
-    let message = unsupported.then(|| StrBytes::from_static_str("only group coordinators exist; transactions are not supported"));
+    let error = if unsupported {
+        ResponseError::CoordinatorNotAvailable.code()
+    } else {
+        0
+    };
+    // Error messages are on the wire from version 1.
+    let message = (unsupported && version >= 1).then(|| {
+        StrBytes::from_static_str("only group coordinators exist; transactions are not supported")
+    });
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
@@ -61,39 +72,76 @@ pub async fn join_group(
     let (token, receiver) = service.register();
     let seed = broker.seams.random.next_u64();
     let host = peer.address.ip().to_string();
-    let outputs = service
-        .coordinator()
-        .join_group(now_ms(broker), token, version, request, client_id, &host, seed);
+    let outputs = service.coordinator().join_group(
+        now_ms(broker),
+        token,
+        version,
+        request,
+        client_id,
+        &host,
+        seed,
+    );
     service.deliver(outputs);
     match receiver.await {
         Ok(GroupOutput::JoinResponse(_, response)) => response,
-        _ => JoinGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        _ => JoinGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 
-pub async fn sync_group(broker: &Arc<Broker>, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn sync_group(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
     let service = &broker.groups;
     let (token, receiver) = service.register();
-    let outputs = service.coordinator().sync_group(now_ms(broker), token, version, request);
+    let outputs = service
+        .coordinator()
+        .sync_group(now_ms(broker), token, version, request);
     service.deliver(outputs);
     match receiver.await {
         Ok(GroupOutput::SyncResponse(_, response)) => response,
-        _ => SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        _ => SyncGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 
-pub fn heartbeat(broker: &Arc<Broker>, version: i16, request: HeartbeatRequest) -> HeartbeatResponse {
-    broker.groups.coordinator().heartbeat(now_ms(broker), version, request)
+pub fn heartbeat(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    broker
+        .groups
+        .coordinator()
+        .heartbeat(now_ms(broker), version, request)
 }
 
-pub fn leave_group(broker: &Arc<Broker>, version: i16, request: LeaveGroupRequest) -> LeaveGroupResponse {
-    let (response, outputs) = broker.groups.coordinator().leave_group(now_ms(broker), version, request);
+pub fn leave_group(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let (response, outputs) =
+        broker
+            .groups
+            .coordinator()
+            .leave_group(now_ms(broker), version, request);
     broker.groups.deliver(outputs);
     response
 }
 
-pub async fn offset_commit(broker: &Arc<Broker>, version: i16, request: OffsetCommitRequest) -> OffsetCommitResponse {
-    let prepared = broker.groups.coordinator().prepare_offset_commit(now_ms(broker), version, &request);
+pub async fn offset_commit(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let prepared =
+        broker
+            .groups
+            .coordinator()
+            .prepare_offset_commit(now_ms(broker), version, &request);
     let mut response = prepared.response;
     if let Err(error) = groups::persist(broker, &prepared.records).await {
         tracing::warn!(%error, "could not persist committed offsets");
@@ -106,34 +154,55 @@ pub async fn offset_commit(broker: &Arc<Broker>, version: i16, request: OffsetCo
         }
         return response;
     }
-    broker.groups.coordinator().apply_offset_commit(&prepared.records);
+    broker
+        .groups
+        .coordinator()
+        .apply_offset_commit(&prepared.records);
     response
 }
 
-pub fn offset_fetch(broker: &Arc<Broker>, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+pub fn offset_fetch(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     broker.groups.coordinator().offset_fetch(version, &request)
 }
 
-pub fn list_groups(broker: &Arc<Broker>, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+pub fn list_groups(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
     broker.groups.coordinator().list_groups(version, &request)
 }
 
-pub fn describe_groups(broker: &Arc<Broker>, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    broker.groups.coordinator().describe_groups(version, &request)
+pub fn describe_groups(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    broker
+        .groups
+        .coordinator()
+        .describe_groups(version, &request)
 }
 
-pub async fn delete_groups(broker: &Arc<Broker>, version: i16, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let prepared = broker.groups.coordinator().prepare_delete_groups(version, &request);
-    if let Err(error) = groups::persist(broker, &prepared.records).await {
+pub async fn delete_groups(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    // The coordinator forgets the groups at once; the tombstones must be durable before the
+    // client hears of it, or a restart would bring the offsets back.
+    let (mut response, records) = broker.groups.coordinator().delete_groups(version, &request);
+    if let Err(error) = groups::persist(broker, &records).await {
         tracing::warn!(%error, "could not persist group deletions");
-        let mut response = prepared.response;
         for result in response.results.iter_mut() {
             if result.error_code == 0 {
                 result.error_code = ResponseError::CoordinatorNotAvailable.code();
             }
         }
-        return response;
     }
-    broker.groups.coordinator().apply_delete_groups(&prepared.records);
-    prepared.response
+    response
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::server::broker::Broker;
@@ -13,7 +15,11 @@ use crate::server::broker::Broker;
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 
-pub fn list_offsets(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -25,9 +31,12 @@ pub fn list_offsets(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOf
                 .map(|asked| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(asked.partition_index)
-                        .with_leader_epoch(0);
+                        // Leader epochs exist on the wire from version 4.
+                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     let partition = topic.as_ref().and_then(|topic| {
-                        usize::try_from(asked.partition_index).ok().and_then(|i| topic.partitions.get(i))
+                        usize::try_from(asked.partition_index)
+                            .ok()
+                            .and_then(|i| topic.partitions.get(i))
                     });
                     let Some(partition) = partition else {
                         return response
@@ -36,19 +45,27 @@ pub fn list_offsets(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOf
                             .with_timestamp(-1);
                     };
                     match asked.timestamp {
-                        LATEST_TIMESTAMP => response.with_offset(partition.high_watermark()).with_timestamp(-1),
-                        EARLIEST_TIMESTAMP => response.with_offset(partition.log_start_offset()).with_timestamp(-1),
-                        timestamp if timestamp >= 0 => match partition.offset_for_timestamp(timestamp) {
-                            Ok(Some((offset, found))) => response.with_offset(offset).with_timestamp(found),
-                            Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                            Err(error) => {
-                                tracing::warn!(%error, "offset lookup by timestamp failed");
-                                response
-                                    .with_error_code(ResponseError::KafkaStorageError.code())
-                                    .with_offset(-1)
-                                    .with_timestamp(-1)
+                        LATEST_TIMESTAMP => response
+                            .with_offset(partition.high_watermark())
+                            .with_timestamp(-1),
+                        EARLIEST_TIMESTAMP => response
+                            .with_offset(partition.log_start_offset())
+                            .with_timestamp(-1),
+                        timestamp if timestamp >= 0 => {
+                            match partition.offset_for_timestamp(timestamp) {
+                                Ok(Some((offset, found))) => {
+                                    response.with_offset(offset).with_timestamp(found)
+                                }
+                                Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                                Err(error) => {
+                                    tracing::warn!(%error, "offset lookup by timestamp failed");
+                                    response
+                                        .with_error_code(ResponseError::KafkaStorageError.code())
+                                        .with_offset(-1)
+                                        .with_timestamp(-1)
+                                }
                             }
-                        },
+                        }
                         _ => response
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_offset(-1)
@@ -56,7 +73,9 @@ pub fn list_offsets(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOf
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(wanted.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(wanted.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

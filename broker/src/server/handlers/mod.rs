@@ -17,38 +17,64 @@ use super::connection::Peer;
 use crate::wire::{api_versions_response, DecodedRequest};
 
 /// Serves one decoded request. `None` means the request gets no response (acks=0 produce).
-pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, peer: &Peer) -> Option<ResponseKind> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: DecodedRequest,
+    peer: &Peer,
+) -> Option<ResponseKind> {
     let version = request.version;
     let client_id = request.client_id;
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
-        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::metadata(broker, version, body).await),
-        RequestKind::Produce(body) => ResponseKind::Produce(produce::produce(broker, body).await?),
-        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::fetch(broker, body).await),
-        RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::list_offsets(broker, body)),
-        RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(admin::create_topics(broker, body).await),
-        RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(admin::delete_topics(broker, body).await),
+        RequestKind::Metadata(body) => {
+            ResponseKind::Metadata(metadata::metadata(broker, version, body).await)
+        }
+        RequestKind::Produce(body) => {
+            ResponseKind::Produce(produce::produce(broker, version, body).await?)
+        }
+        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::fetch(broker, version, body).await),
+        RequestKind::ListOffsets(body) => {
+            ResponseKind::ListOffsets(list_offsets::list_offsets(broker, version, body))
+        }
+        RequestKind::CreateTopics(body) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, version, body).await)
+        }
+        RequestKind::DeleteTopics(body) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, version, body).await)
+        }
         RequestKind::CreatePartitions(body) => {
             ResponseKind::CreatePartitions(admin::create_partitions(broker, body).await)
         }
-        RequestKind::DescribeConfigs(body) => ResponseKind::DescribeConfigs(admin::describe_configs(broker, body)),
+        RequestKind::DescribeConfigs(body) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, body))
+        }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(producer_id::init_producer_id(broker, body).await)
         }
         RequestKind::FindCoordinator(body) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(broker, version, body))
         }
-        RequestKind::JoinGroup(body) => {
-            ResponseKind::JoinGroup(groups::join_group(broker, version, body, &client_id, peer).await)
+        RequestKind::JoinGroup(body) => ResponseKind::JoinGroup(
+            groups::join_group(broker, version, body, &client_id, peer).await,
+        ),
+        RequestKind::SyncGroup(body) => {
+            ResponseKind::SyncGroup(groups::sync_group(broker, version, body).await)
         }
-        RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(groups::sync_group(broker, version, body).await),
-        RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(groups::heartbeat(broker, version, body)),
-        RequestKind::LeaveGroup(body) => ResponseKind::LeaveGroup(groups::leave_group(broker, version, body)),
+        RequestKind::Heartbeat(body) => {
+            ResponseKind::Heartbeat(groups::heartbeat(broker, version, body))
+        }
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(groups::leave_group(broker, version, body))
+        }
         RequestKind::OffsetCommit(body) => {
             ResponseKind::OffsetCommit(groups::offset_commit(broker, version, body).await)
         }
-        RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(groups::offset_fetch(broker, version, body)),
-        RequestKind::ListGroups(body) => ResponseKind::ListGroups(groups::list_groups(broker, version, body)),
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, version, body))
+        }
+        RequestKind::ListGroups(body) => {
+            ResponseKind::ListGroups(groups::list_groups(broker, version, body))
+        }
         RequestKind::DescribeGroups(body) => {
             ResponseKind::DescribeGroups(groups::describe_groups(broker, version, body))
         }

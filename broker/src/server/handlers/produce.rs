@@ -40,16 +40,20 @@ fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> Parti
 /// Maps a refused append to Kafka's error code.
 fn partition_error_code(error: &PartitionError) -> ResponseError {
     match error {
-        PartitionError::Producer(producer) => {
-            ResponseError::try_from_code(producer.code()).unwrap_or(ResponseError::UnknownServerError)
-        }
+        PartitionError::Producer(producer) => ResponseError::try_from_code(producer.code())
+            .unwrap_or(ResponseError::UnknownServerError),
         PartitionError::Log(log) => log.kafka_error(),
         PartitionError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }
 
 /// Validates and appends one partition's records.
-fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], max_message_bytes: u32) -> PartitionAppend {
+fn append_partition(
+    broker: &Broker,
+    partition: Arc<Partition>,
+    records: &[u8],
+    max_message_bytes: u32,
+) -> PartitionAppend {
     let index = partition.index;
     let wall_ms = broker.seams.clock.wall_ms();
     let mut first_offset: Option<i64> = None;
@@ -60,7 +64,14 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
             Err(error) => return failed(index, error.kafka_error(), error.to_string()),
         };
         if batch.len() > max_message_bytes as usize {
-            return failed(index, ResponseError::MessageTooLarge, format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", batch.len()));
+            return failed(
+                index,
+                ResponseError::MessageTooLarge,
+                format!(
+                    "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                    batch.len()
+                ),
+            );
         }
         let header = match record_batch::validate(batch) {
             Ok(header) => header,
@@ -70,7 +81,11 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
             }
         };
         if header.is_transactional() || header.is_control() {
-            return failed(index, ResponseError::InvalidRecord, "transactional batches are not supported");
+            return failed(
+                index,
+                ResponseError::InvalidRecord,
+                "transactional batches are not supported",
+            );
         }
         match partition.append(batch, &header, wall_ms) {
             Ok(AppendOutcome::Appended(info)) => {
@@ -84,7 +99,11 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
         }
     }
     let Some(base_offset) = first_offset else {
-        return failed(index, ResponseError::InvalidRecord, "the request carried no record batch");
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "the request carried no record batch",
+        );
     };
     PartitionAppend {
         response: PartitionProduceResponse::default()
@@ -97,7 +116,11 @@ fn append_partition(broker: &Broker, partition: Arc<Partition>, records: &[u8], 
 }
 
 /// Serves Produce. Returns `None` for acks=0, which Kafka never answers.
-pub async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn produce(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut waits = Vec::new();
@@ -108,21 +131,45 @@ pub async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
         for data in topic_data.partition_data {
             let index = data.index;
             let outcome = if !matches!(acks, -1..=1) {
-                failed(index, ResponseError::InvalidRequiredAcks, "acks must be 0, 1 or -1")
+                failed(
+                    index,
+                    ResponseError::InvalidRequiredAcks,
+                    "acks must be 0, 1 or -1",
+                )
             } else if request.transactional_id.is_some() {
-                failed(index, ResponseError::TransactionalIdAuthorizationFailed, "transactions are not supported")
+                failed(
+                    index,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported",
+                )
             } else {
                 match (&topic, data.records) {
                     (Err(TopicError::Unknown(_)), _) | (Err(TopicError::InvalidName(_)), _) => {
-                        failed(index, ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+                        failed(
+                            index,
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("unknown topic {name}"),
+                        )
                     }
-                    (Err(error), _) => failed(index, ResponseError::KafkaStorageError, error.to_string()),
+                    (Err(error), _) => {
+                        failed(index, ResponseError::KafkaStorageError, error.to_string())
+                    }
                     (Ok(_), None) => failed(index, ResponseError::InvalidRecord, "no records"),
-                    (Ok(topic), Some(records)) => match usize::try_from(index).ok().and_then(|i| topic.partitions.get(i)) {
-                        None => failed(index, ResponseError::UnknownTopicOrPartition, format!("{name} has no partition {index}")),
-                        Some(partition) => {
-                            append_partition(broker, partition.clone(), &records, topic.log_config.max_message_bytes)
-                        }
+                    (Ok(topic), Some(records)) => match usize::try_from(index)
+                        .ok()
+                        .and_then(|i| topic.partitions.get(i))
+                    {
+                        None => failed(
+                            index,
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("{name} has no partition {index}"),
+                        ),
+                        Some(partition) => append_partition(
+                            broker,
+                            partition.clone(),
+                            &records,
+                            topic.log_config.max_message_bytes,
+                        ),
                     },
                 }
             };
@@ -131,20 +178,28 @@ pub async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
             }
             responses.push(outcome.response);
         }
-        topics.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(responses));
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(responses),
+        );
     }
     if acks == 0 {
         return None;
     }
     if broker.config.flush_policy == FlushPolicy::Sync {
-        let timeout = Duration::from_millis((request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX));
+        let timeout =
+            Duration::from_millis((request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX));
         for (partition_slot, topic_slot, (partition, end_offset)) in waits {
-            let response: &mut PartitionProduceResponse = &mut topics[topic_slot].partition_responses[partition_slot];
+            let response: &mut PartitionProduceResponse =
+                &mut topics[topic_slot].partition_responses[partition_slot];
             match partition.wait_durable(end_offset, timeout).await {
                 Ok(true) => {}
                 Ok(false) => {
                     response.error_code = ResponseError::RequestTimedOut.code();
-                    response.error_message = Some(StrBytes::from_static_str("not durable within the request timeout"));
+                    response.error_message = Some(StrBytes::from_static_str(
+                        "not durable within the request timeout",
+                    ));
                 }
                 Err(error) => {
                     response.error_code = ResponseError::KafkaStorageError.code();
@@ -153,5 +208,22 @@ pub async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
             }
         }
     }
+    for partition in topics
+        .iter_mut()
+        .flat_map(|topic| topic.partition_responses.iter_mut())
+    {
+        fit_to_version(partition, version);
+    }
     Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// Clears fields that do not exist at the negotiated version: the codec refuses to encode a
+/// field its version lacks.
+fn fit_to_version(partition: &mut PartitionProduceResponse, version: i16) {
+    if version < 5 {
+        partition.log_start_offset = -1;
+    }
+    if version < 8 {
+        partition.error_message = None;
+    }
 }

@@ -21,7 +21,10 @@ fn failure(error: ResponseError) -> InitProducerIdResponse {
         .with_producer_epoch(-1)
 }
 
-pub async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(
+    broker: &Arc<Broker>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     if request.transactional_id.is_some() {
         // Transactions are not served; ApiVersions does not advertise their APIs.
         return failure(ResponseError::TransactionalIdAuthorizationFailed);
@@ -47,7 +50,11 @@ pub async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdReque
             Ok(InitProducerIdOutcome::NeedsReservation { reserve_up_to }) => {
                 let for_io = broker.clone();
                 let stored = tasks::run_blocking(move || {
-                    data_dir::store_producer_id_limit(for_io.seams.disk.as_ref(), &for_io.config.data_dir, reserve_up_to)
+                    data_dir::store_producer_id_limit(
+                        for_io.seams.disk.as_ref(),
+                        &for_io.config.data_dir,
+                        reserve_up_to,
+                    )
                 })
                 .await;
                 if let Err(error) = stored {
