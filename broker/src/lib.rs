@@ -14,6 +14,7 @@
 //! `RUSTFLAGS="--cfg madsim"`.
 
 pub mod config;
+pub mod consensus;
 pub mod group;
 pub mod io;
 pub mod log;

@@ -135,11 +135,18 @@ mod real {
             }
         };
         tokio::select! {
+            biased;
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
         }
     }
 }
+
+/// Survives hostile array lengths in requests; see the module's documentation.
+#[cfg(not(madsim))]
+#[global_allocator]
+static ALLOCATOR: skiff::io::huge_allocation::LazyHugeAllocator =
+    skiff::io::huge_allocation::LazyHugeAllocator;
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {

@@ -16,6 +16,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +41,13 @@ pub trait Disk: Send + Sync + 'static {
     /// The entries of a directory, sorted by name so that callers iterate deterministically.
     fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
     fn exists(&self, path: &Path) -> bool;
+
+    /// Returns and resets the simulated latency the operations accrued since the last call. The
+    /// simulated disk's methods block but take no simulated time, so the driver sleeps for this
+    /// after a sync or a batch of I/O. A real disk spends its latency for real and returns zero.
+    fn take_simulated_latency(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// An open file, shared between the writer and readers.

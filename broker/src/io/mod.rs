@@ -5,6 +5,10 @@
 //! and the real filesystem in production, and under madsim with a simulated disk in the
 //! simulator (`RUSTFLAGS="--cfg madsim"`), where every run is a pure function of its seed.
 //!
+//! One convention follows from determinism: every `tokio::select!` is `biased;`. Unbiased, tokio
+//! picks among ready branches with a generator seeded per process, so two simulated runs of one
+//! seed in one process could take different branches.
+//!
 //! ```text
 //!   broker logic ──► Clock      (monotonic `now`, skewable wall clock)
 //!                ──► Disk       (RealDisk: std::fs │ SimDisk: in memory, loses unsynced data)
@@ -15,6 +19,8 @@
 
 pub mod clock;
 pub mod disk;
+#[cfg(not(madsim))]
+pub mod huge_allocation;
 pub mod net;
 pub mod random;
 pub mod real_disk;
@@ -25,4 +31,4 @@ pub use clock::Clock;
 pub use disk::{DirEntry, Disk, DiskFile};
 pub use random::Random;
 pub use real_disk::RealDisk;
-pub use sim_disk::SimDisk;
+pub use sim_disk::{FaultBudget, SimDisk, SimDiskFaults};

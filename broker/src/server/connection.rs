@@ -39,6 +39,7 @@ pub async fn serve(
     let limit = broker.config.socket_request_bytes_max;
     loop {
         let frame = tokio::select! {
+            biased;
             frame = wire::read_frame(&mut reader, limit) => frame,
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         };

@@ -182,6 +182,7 @@ async fn ticker(broker: Arc<Broker>) {
             .unwrap_or(GROUP_TICK_INTERVAL_MS_MAX)
             .clamp(1, GROUP_TICK_INTERVAL_MS_MAX);
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
             _ = service.wake.notified() => {}
             _ = service.stop.notified() => return,

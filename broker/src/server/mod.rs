@@ -139,6 +139,7 @@ async fn accept_loop(
     let connections_max = broker.config.connections_max as usize;
     loop {
         let accepted = tokio::select! {
+            biased;
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         };
@@ -171,6 +172,7 @@ async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
     let period = Duration::from_millis(broker.config.retention_check_interval_ms);
     loop {
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }

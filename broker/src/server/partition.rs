@@ -200,10 +200,12 @@ impl Partition {
         loop {
             let stopped = match interval {
                 None => tokio::select! {
+                    biased;
                     _ = self.sync_requested.notified() => false,
                     _ = stop.notified() => true,
                 },
                 Some(period) => tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(period) => false,
                     _ = self.sync_requested.notified() => false,
                     _ = stop.notified() => true,
@@ -224,12 +226,18 @@ impl Partition {
         let Some(plan) = self.lock().log.begin_sync() else {
             return true;
         };
-        let disk = disk.clone();
+        let disk_for_io = disk.clone();
         let (plan, result) = tasks::run_blocking(move || {
-            let result = plan.execute(disk.as_ref());
+            let result = plan.execute(disk_for_io.as_ref());
             (plan, result)
         })
         .await;
+        // A simulated disk reports how long its operations took; the real disk reports nothing,
+        // having taken the time already.
+        let latency = disk.take_simulated_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         match result {
             Ok(()) => {
                 self.lock().log.complete_sync(plan.end_offset);
@@ -292,8 +300,11 @@ impl Partition {
     }
 
     /// Applies retention; returns how many segments were deleted.
+    /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
     pub fn apply_retention(&self, wall_ms: i64) -> Result<usize, PartitionError> {
-        Ok(self.lock().log.apply_retention(wall_ms)?)
+        let mut state = self.lock();
+        state.producers.expire(wall_ms);
+        Ok(state.log.apply_retention(wall_ms)?)
     }
 
     pub fn update_config(&self, config: LogConfig) {

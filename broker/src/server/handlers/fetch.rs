@@ -160,6 +160,7 @@ pub async fn fetch(broker: &Arc<Broker>, version: i16, request: FetchRequest) ->
                 .with_responses(topics);
         }
         tokio::select! {
+            biased;
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }

@@ -1,0 +1,215 @@
+//! The core's entire knowledge of the log: which term each index was written in.
+//!
+//! Stored like Kafka's leader-epoch cache (`leader-epoch-checkpoint`): one `(term, first index)`
+//! run per term, plus the last index. A million-entry log written over three terms is three
+//! runs. The payloads live in the driver's log; on restart the driver rebuilds this from its
+//! durable log (the partition leader epoch of each batch) with [`LogTerms::from_runs`].
+//!
+//! ```text
+//!   index:  1 2 3 4 5 6 7 8 9
+//!   term:   1 1 1 2 2 4 4 4 4      runs: [(1, 1), (2, 4), (4, 6)], last_index 9
+//! ```
+
+use super::types::{EntrySpan, LogIndex, Term};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TermRun {
+    pub term: Term,
+    pub first_index: LogIndex,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogTerms {
+    /// Strictly increasing in both term and first index; the last run starts at or below
+    /// `last_index`.
+    runs: Vec<TermRun>,
+    last_index: LogIndex,
+}
+
+impl LogTerms {
+    pub fn new() -> Self {
+        LogTerms::default()
+    }
+
+    /// Rebuilds the index of a recovered log.
+    pub fn from_runs(runs: Vec<TermRun>, last_index: LogIndex) -> Self {
+        let log_terms = LogTerms { runs, last_index };
+        log_terms.assert_invariants();
+        log_terms
+    }
+
+    pub fn runs(&self) -> &[TermRun] {
+        &self.runs
+    }
+
+    pub fn last_index(&self) -> LogIndex {
+        self.last_index
+    }
+
+    pub fn last_term(&self) -> Term {
+        self.runs.last().map_or(0, |run| run.term)
+    }
+
+    /// The term of the entry at `index`: `Some(0)` for the sentinel index 0, `None` past the end.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == 0 {
+            return Some(0);
+        }
+        if index > self.last_index {
+            return None;
+        }
+        let position = self.runs.partition_point(|run| run.first_index <= index);
+        debug_assert!(position >= 1, "the first run starts at the first index");
+        Some(self.runs[position - 1].term)
+    }
+
+    /// The last index of the term run that holds `index`, so that one append never mixes terms.
+    pub fn run_end(&self, index: LogIndex) -> LogIndex {
+        assert!(index >= 1 && index <= self.last_index);
+        let position = self.runs.partition_point(|run| run.first_index <= index);
+        match self.runs.get(position) {
+            Some(next_run) => next_run.first_index - 1,
+            None => self.last_index,
+        }
+    }
+
+    /// Appends a span directly after the last index, in a term no older than the last one.
+    pub fn append(&mut self, span: EntrySpan) {
+        assert_eq!(
+            span.first_index,
+            self.last_index + 1,
+            "appends are contiguous"
+        );
+        assert!(
+            span.term >= self.last_term(),
+            "terms never decrease along the log"
+        );
+        if span.term != self.last_term() {
+            self.runs.push(TermRun {
+                term: span.term,
+                first_index: span.first_index,
+            });
+        }
+        self.last_index = span.last_index;
+        self.assert_invariants();
+    }
+
+    /// Removes `index` and everything after it.
+    pub fn truncate_from(&mut self, index: LogIndex) {
+        assert!(index >= 1, "the sentinel cannot be truncated");
+        if index > self.last_index {
+            return;
+        }
+        self.last_index = index - 1;
+        self.runs.retain(|run| run.first_index < index);
+        self.assert_invariants();
+    }
+
+    /// The largest index at or below `index` whose term is at most `term` (0 if none): where a
+    /// log that holds `term` at `index` can possibly agree with this one (etcd's
+    /// `findConflictByTerm`).
+    pub fn last_index_with_term_at_most(&self, index: LogIndex, term: Term) -> LogIndex {
+        let index = index.min(self.last_index);
+        let position = self.runs.partition_point(|run| run.first_index <= index);
+        for run in self.runs[..position].iter().rev() {
+            if run.term <= term {
+                // Either `index` itself lies in this run, or the run ends before the next one.
+                let run_end = if run.first_index <= index && self.term_at(index) == Some(run.term) {
+                    index
+                } else {
+                    self.run_end(run.first_index)
+                };
+                return run_end.min(index);
+            }
+        }
+        0
+    }
+
+    fn assert_invariants(&self) {
+        if cfg!(debug_assertions) {
+            for pair in self.runs.windows(2) {
+                assert!(
+                    pair[0].term < pair[1].term,
+                    "terms increase: {:?}",
+                    self.runs
+                );
+                assert!(pair[0].first_index < pair[1].first_index, "{:?}", self.runs);
+            }
+            if let Some(first) = self.runs.first() {
+                assert!(first.first_index >= 1);
+                assert!(first.term >= 1);
+            }
+            match self.runs.last() {
+                Some(last) => assert!(last.first_index <= self.last_index),
+                None => assert_eq!(self.last_index, 0, "a non-empty log has a run"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> LogTerms {
+        let mut log = LogTerms::new();
+        log.append(EntrySpan::new(1, 3, 1));
+        log.append(EntrySpan::new(4, 5, 2));
+        log.append(EntrySpan::new(6, 9, 4));
+        log
+    }
+
+    #[test]
+    fn term_at_follows_runs() {
+        let log = example();
+        let terms: Vec<_> = (0..=10).map(|index| log.term_at(index)).collect();
+        let expected = [0, 1, 1, 1, 2, 2, 4, 4, 4, 4];
+        for (index, term) in expected.iter().enumerate() {
+            assert_eq!(terms[index], Some(*term));
+        }
+        assert_eq!(terms[10], None);
+        assert_eq!(log.runs().len(), 3);
+        assert_eq!(log.last_term(), 4);
+    }
+
+    #[test]
+    fn appending_in_the_same_term_extends_the_run() {
+        let mut log = example();
+        log.append(EntrySpan::new(10, 12, 4));
+        assert_eq!(log.runs().len(), 3);
+        assert_eq!(log.run_end(6), 12);
+        assert_eq!(log.run_end(4), 5);
+    }
+
+    #[test]
+    fn truncation_drops_whole_and_partial_runs() {
+        let mut log = example();
+        log.truncate_from(5);
+        assert_eq!(log.last_index(), 4);
+        assert_eq!(log.last_term(), 2);
+        log.truncate_from(4);
+        assert_eq!(log.last_term(), 1);
+        assert_eq!(log.runs().len(), 1);
+        log.truncate_from(1);
+        assert_eq!(log, LogTerms::new());
+    }
+
+    #[test]
+    fn conflict_search_finds_last_index_with_an_older_or_equal_term() {
+        let log = example();
+        assert_eq!(log.last_index_with_term_at_most(9, 4), 9);
+        assert_eq!(log.last_index_with_term_at_most(9, 3), 5);
+        assert_eq!(log.last_index_with_term_at_most(4, 3), 4);
+        assert_eq!(log.last_index_with_term_at_most(9, 1), 3);
+        assert_eq!(log.last_index_with_term_at_most(2, 1), 2);
+        assert_eq!(log.last_index_with_term_at_most(9, 0), 0);
+        assert_eq!(log.last_index_with_term_at_most(100, 5), 9);
+    }
+
+    #[test]
+    #[should_panic(expected = "terms never decrease")]
+    fn appending_an_older_term_is_a_programming_error() {
+        let mut log = example();
+        log.append(EntrySpan::new(10, 10, 3));
+    }
+}

@@ -1,0 +1,207 @@
+//! Every advertised API answers a request at every advertised version with a response that the
+//! codec can encode at that version. A field set that a version lacks makes the encoder fail,
+//! which a client would see as a dropped connection; this test finds such fields before a
+//! client does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use skiff::config::BrokerConfig;
+use skiff::io::{Clock, Random, SimDisk};
+use skiff::server::connection::Peer;
+use skiff::server::{handlers, Broker, Seams};
+use skiff::wire::{encode_response, supported_versions, DecodedRequest};
+
+fn broker() -> Arc<Broker> {
+    let config = BrokerConfig {
+        data_dir: PathBuf::from("/data"),
+        ..BrokerConfig::default()
+    };
+    let seams = Seams {
+        disk: Arc::new(SimDisk::new()),
+        clock: Clock::new(),
+        random: Random::from_seed(1),
+    };
+    Broker::open(config, seams).expect("a fresh simulated data directory opens")
+}
+
+fn name(text: &str) -> TopicName {
+    TopicName(StrBytes::from_string(text.to_string()))
+}
+
+fn one_record_batch() -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(Bytes::from_static(b"key")),
+        value: Some(Bytes::from_static(b"value")),
+        headers: Default::default(),
+    };
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, [record].iter(), &options).unwrap();
+    buffer.freeze()
+}
+
+/// A representative request of each served API: one that succeeds where that is cheap.
+fn request_for(api_key: ApiKey) -> RequestKind {
+    let topic = "orders";
+    match api_key {
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::Metadata => {
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing"))),
+            ])))
+        }
+        ApiKey::Produce => RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(one_record_batch())),
+                        produce_request::PartitionProduceData::default()
+                            .with_index(9)
+                            .with_records(Some(one_record_batch())),
+                    ])]),
+        ),
+        ApiKey::Fetch => RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_partition_max_bytes(1 << 20),
+                        fetch_request::FetchPartition::default()
+                            .with_partition(1)
+                            .with_fetch_offset(99)
+                            .with_partition_max_bytes(1 << 20),
+                    ])]),
+        ),
+        ApiKey::ListOffsets => {
+            RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(0),
+                    ]),
+            ]))
+        }
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name("created"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]))
+        }
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default().with_topic_names(vec![name("missing")]),
+        ),
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name(topic))
+                    .with_count(1),
+            ]))
+        }
+        ApiKey::DescribeConfigs => {
+            RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("orders")),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+            ]))
+        }
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("group"))
+                .with_coordinator_keys(vec![StrBytes::from_static_str("group")]),
+        ),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
+        other => panic!("{other:?} is advertised but has no request in this test"),
+    }
+}
+
+#[tokio::test]
+async fn every_served_version_encodes() {
+    let broker = broker();
+    broker
+        .create_topic("orders", 2, 1, Default::default(), false)
+        .await
+        .expect("topic created");
+    let peer = Peer {
+        address: "127.0.0.1:40000".parse().unwrap(),
+    };
+    let mut checked = 0;
+    for api_key in ApiKey::iter() {
+        let Some(range) = supported_versions(api_key) else {
+            continue;
+        };
+        for version in range.min..=range.max {
+            let request = DecodedRequest {
+                api_key,
+                version,
+                correlation_id: 1,
+                client_id: "test".to_string(),
+                body: request_for(api_key),
+            };
+            let response = handlers::handle(&broker, request, &peer)
+                .await
+                .expect("answered");
+            if let Err(error) = encode_response(api_key, version, 1, &response) {
+                panic!("{api_key:?} v{version} does not encode: {error:#}\n{response:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} API versions were checked");
+}
