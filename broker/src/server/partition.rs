@@ -81,9 +81,8 @@ impl Partition {
         data_visible: Arc<Notify>,
     ) -> Result<Arc<Self>, LogError> {
         let wall_ms = seams.clock.wall_ms();
-        let (log, report) =
+        let (log, _report) =
             PartitionLog::open(seams.disk.clone(), &directory, log_config, wall_ms)?;
-        tracing::info!(topic, partition = index, ?report, "partition log opened");
         let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
         log.for_each_batch(log.log_start_offset(), |header: &RecordBatchHeader| {
             if header.producer_id >= 0 {

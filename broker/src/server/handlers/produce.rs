@@ -57,6 +57,7 @@ fn append_partition(
     let index = partition.index;
     let wall_ms = broker.seams.clock.wall_ms();
     let mut first_offset: Option<i64> = None;
+    // The end of what this request must wait for: its own appends and any duplicates.
     let mut last_appended: Option<i64> = None;
     for batch in record_batch::split_batches(records) {
         let batch = match batch {
@@ -92,8 +93,15 @@ fn append_partition(
                 first_offset.get_or_insert(info.base_offset);
                 last_appended = Some(info.last_offset);
             }
-            Ok(AppendOutcome::Duplicate { base_offset, .. }) => {
+            Ok(AppendOutcome::Duplicate {
+                base_offset,
+                last_offset,
+            }) => {
+                // The retry is answered with the original batch's offsets, but only once that
+                // batch is durable: the original append may still be waiting for its sync.
                 first_offset.get_or_insert(base_offset);
+                last_appended =
+                    Some(last_appended.map_or(last_offset, |last| last.max(last_offset)));
             }
             Err(error) => return failed(index, partition_error_code(&error), error.to_string()),
         }

@@ -1,0 +1,135 @@
+"""Small helpers around the confluent-kafka client shared by the tests.
+
+Every loop here has a deadline: a broker that stops answering makes a test fail with a
+message, never hang.
+"""
+
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+# How long an admin operation (create, delete, alter) may take.
+ADMIN_TIMEOUT_S = 30.0
+# How long producing or consuming a test's messages may take in all.
+TRANSFER_TIMEOUT_S = 120.0
+
+
+def admin(broker):
+    return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def create_topic(broker, name, partitions):
+    """Creates a topic through the AdminClient and waits until metadata shows it."""
+    client = admin(broker)
+    futures = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    futures[name].result(timeout=ADMIN_TIMEOUT_S)
+    wait_for_partitions(client, name, partitions)
+    return client
+
+
+def wait_for_partitions(client, topic, partitions, timeout_s=ADMIN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        metadata = client.list_topics(timeout=10)
+        if topic in metadata.topics and metadata.topics[topic].error is None:
+            seen = len(metadata.topics[topic].partitions)
+            if seen == partitions:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"topic {topic} has {seen} partitions in metadata, want {partitions}")
+
+
+def producer(broker, **settings):
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        # A message that cannot be delivered in this long fails the test with its error.
+        "message.timeout.ms": 60000,
+    }
+    config.update(settings)
+    return Producer(config)
+
+
+def produce_all(client, topic, messages, partition_of=None, timeout_s=TRANSFER_TIMEOUT_S):
+    """Produces (key, value) pairs and waits for every delivery report.
+
+    Returns (acknowledged, failed): acknowledged maps value -> (partition, offset) and
+    failed maps value -> error. Values must be unique.
+    """
+    acknowledged = {}
+    failed = {}
+
+    def on_delivery(error, message):
+        value = message.value().decode()
+        if error is not None:
+            failed[value] = error
+        else:
+            acknowledged[value] = (message.partition(), message.offset())
+
+    for index, (key, value) in enumerate(messages):
+        kwargs = {"key": key, "value": value, "on_delivery": on_delivery}
+        if partition_of is not None:
+            kwargs["partition"] = partition_of(index)
+        while True:
+            try:
+                client.produce(topic, **kwargs)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                client.poll(0.1)
+        client.poll(0)
+    remaining = client.flush(timeout_s)
+    assert remaining == 0, f"{remaining} messages still undelivered after {timeout_s}s"
+    return acknowledged, failed
+
+
+def consumer(broker, group_id, **settings):
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        # Fail fast rather than wait out Kafka's 45 s default when a member vanishes.
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 500,
+    }
+    config.update(settings)
+    return Consumer(config)
+
+
+def poll_messages(client, max_messages=500, timeout_s=0.5):
+    """One batch of messages, raising on any error other than end-of-partition."""
+    batch = []
+    for message in client.consume(num_messages=max_messages, timeout=timeout_s):
+        error = message.error()
+        if error is None:
+            batch.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise AssertionError(f"consumer error: {error}")
+    return batch
+
+
+def consume_exactly(client, count, timeout_s=TRANSFER_TIMEOUT_S):
+    """Consumes until `count` messages have arrived; returns them in arrival order."""
+    received = []
+    deadline = time.monotonic() + timeout_s
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"consumed {len(received)} of {count} messages in {timeout_s}s"
+        received.extend(poll_messages(client, max_messages=min(1000, count - len(received))))
+    return received
+
+
+def commit_sync(client):
+    """Commits the consumer's positions synchronously.
+
+    librdkafka reports "no offset to commit" as an error when everything read is already
+    committed; for these tests that is success.
+    """
+    try:
+        client.commit(asynchronous=False)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._NO_OFFSET:
+            raise
