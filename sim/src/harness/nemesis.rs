@@ -8,13 +8,15 @@
 //! resume, an unclog, normal weather). Actions run in time order, ends before starts at the
 //! same millisecond. Every action is recorded in the history (`crash`, `restart`, `fault`,
 //! `heal`, process `nemesis`) and in the fault log. [`heal`] undoes whatever is still in
-//! force: network, pauses, dead nodes, disk faults, clock skew, and restarts any broker with
-//! an offline partition (a failed sync keeps a partition offline until the broker restarts).
+//! force: network, pauses, dead nodes, disk faults and the latency backlog they accrued,
+//! clock skew, and restarts any broker with an offline partition (a failed sync keeps a
+//! partition offline until the broker restarts).
 
 use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::runtime::NodeHandle;
+use skiff::io::Disk;
 use skiff_checker::Op;
 use tokio::time::Instant;
 
@@ -192,6 +194,19 @@ pub async fn heal(brokers: &mut [BrokerNode], clients: &[NodeHandle], recorder: 
     normal_weather();
     for broker in brokers.iter_mut() {
         broker.disk.heal();
+        // The broker sleeps for every operation's accrued latency after its syncs, one
+        // account for the whole disk: a slow disk read by busy consumers can accrue more
+        // than a second per second, and the backlog would outlast any liveness phase. A
+        // healed disk starts with an empty queue.
+        let backlog = broker.disk.take_simulated_latency();
+        if !backlog.is_zero() {
+            let description = format!(
+                "drop {} ms of disk latency accrued by broker-{}",
+                backlog.as_millis(),
+                broker.index
+            );
+            heal_event(recorder, description);
+        }
         broker.clock.set_skew_ms(0);
         match broker.state {
             NodeState::Paused => broker.resume(),
