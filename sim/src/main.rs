@@ -390,11 +390,12 @@ mod simulated {
                 runner::world_for(seed, scenario.as_ref()).map_err(|error| error.to_string())?;
             let (summary, _) = runner::run_on_fresh_thread(world, None);
             println!(
-                "seed {seed}: {} {:.1} simulated s in {:.3} wall s = {:.0}x",
+                "seed {seed}: {} {:.1} simulated s in {:.3} wall s = {:.0}x, trace {}",
                 summary.status(),
                 summary.simulated_seconds,
                 summary.wall_seconds,
-                summary.speed()
+                summary.speed(),
+                summary.trace_hash
             );
             simulated += summary.simulated_seconds;
             wall += summary.wall_seconds;

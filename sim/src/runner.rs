@@ -3,12 +3,14 @@
 //!
 //! A run gets its own thread because madsim seeds the thread's `HashMap` keys when the
 //! runtime is built, and thread-local caches must not leak from one seed into the next.
-//! A thread is not enough, though: tokio's `select!` picks its first branch with a
-//! thread-local generator whose seed mixes in a *process-wide* counter
-//! (`tokio::loom::std::rand::seed`), so the second run in a process sees other branch orders
-//! than the first. Until every `select!` in the broker and the client is `biased;`, only the
-//! first run in a process is reproducible; [`run_in_child_process`] runs each seed in its own
-//! process (`skiff-sim run --seed S --summary-json`), and sweeps and determinism checks use it.
+//! A thread is not enough, though:
+//! tokio's `select!` picks its first branch with a thread-local generator whose seed mixes
+//! in a *process-wide* counter (`tokio::loom::std::rand::seed`), so before every `select!`
+//! of the broker was made `biased;` (main's 8b3bdc8) the second run in a process saw other
+//! branch orders than the first. Runs are now reproducible within one process too (`bench`
+//! runs several), but sweeps, determinism checks and the simulation tests still run each
+//! seed in its own process ([`run_in_child_process`], `skiff-sim run --seed S
+//! --summary-json`), so that no process-wide state, today's or a future one, can leak.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
