@@ -65,21 +65,47 @@ pub trait DiskFile: Send + Sync + 'static {
     fn sync(&self) -> io::Result<()>;
 
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file is
-    /// shorter.
+    /// shorter. A failed read is retried a few times: disks report transient errors (a
+    /// timed-out command, a sector read that succeeds on the next attempt), and giving up on the
+    /// first one would take a partition offline, or stop a start-up, for nothing.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            let read = self.read_at(&mut buf[done..], offset + done as u64)?;
-            if read == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file ended before the requested range",
-                ));
+        let mut attempt = 1;
+        loop {
+            match read_exact_once(self, buf, offset) {
+                Err(error) if attempt < READ_ATTEMPTS_MAX && is_retryable(&error) => attempt += 1,
+                result => return result,
             }
-            done += read;
         }
-        Ok(())
     }
+}
+
+/// How many times a read is attempted before its error is reported.
+pub const READ_ATTEMPTS_MAX: u32 = 5;
+
+fn is_retryable(error: &io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+    )
+}
+
+fn read_exact_once<File: DiskFile + ?Sized>(
+    file: &File,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let read = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file ended before the requested range",
+            ));
+        }
+        done += read;
+    }
+    Ok(())
 }
 
 /// Reads a whole small file (metadata, checkpoints).

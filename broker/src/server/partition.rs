@@ -225,18 +225,18 @@ impl Partition {
         let Some(plan) = self.lock().log.begin_sync() else {
             return true;
         };
+        // A simulated disk reports how long its operations took (the real disk reports nothing,
+        // having taken the time already). Time spent by earlier writes passes before the sync
+        // starts and the sync's own time before it completes, so that a crash in the simulator
+        // can land while writes are still pending, as on a real disk.
+        sleep_for_simulated_latency(disk.as_ref()).await;
         let disk_for_io = disk.clone();
         let (plan, result) = tasks::run_blocking(move || {
             let result = plan.execute(disk_for_io.as_ref());
             (plan, result)
         })
         .await;
-        // A simulated disk reports how long its operations took; the real disk reports nothing,
-        // having taken the time already.
-        let latency = disk.take_simulated_latency();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        sleep_for_simulated_latency(disk.as_ref()).await;
         match result {
             Ok(()) => {
                 self.lock().log.complete_sync(plan.end_offset);
@@ -331,6 +331,19 @@ impl Partition {
             tracing::error!(topic = %self.topic, partition = self.index, %error, "clean close failed");
         }
         state.offline = Some("the broker is shutting down".to_string());
+    }
+}
+
+/// The longest one simulated-latency sleep lasts. A simulated disk can accrue latency faster
+/// than simulated time passes (every read of every fetch adds some); the excess is dropped rather
+/// than let one sync fall ever further behind.
+const SIMULATED_LATENCY_SLEEP_MS_MAX: u64 = 1_000;
+
+async fn sleep_for_simulated_latency(disk: &dyn Disk) {
+    let latency = disk.take_simulated_latency();
+    if !latency.is_zero() {
+        let capped = latency.min(Duration::from_millis(SIMULATED_LATENCY_SLEEP_MS_MAX));
+        tokio::time::sleep(capped).await;
     }
 }
 
