@@ -3,32 +3,20 @@
 //! which a client would see as a dropped connection; this test finds such fields before a
 //! client does.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+mod support;
+
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use skiff::config::BrokerConfig;
-use skiff::io::{Clock, Random, SimDisk};
+use skiff::log::encode_batch;
 use skiff::server::connection::Peer;
-use skiff::server::{handlers, Broker, Seams};
+use skiff::server::{handlers, Broker};
 use skiff::wire::{encode_response, supported_versions, DecodedRequest};
 
 fn broker() -> Arc<Broker> {
-    let config = BrokerConfig {
-        data_dir: PathBuf::from("/data"),
-        ..BrokerConfig::default()
-    };
-    let seams = Seams {
-        disk: Arc::new(SimDisk::new()),
-        clock: Clock::new(),
-        random: Random::from_seed(1),
-    };
-    Broker::open(config, seams).expect("a fresh simulated data directory opens")
+    support::simulated_broker(1)
 }
 
 fn name(text: &str) -> TopicName {
@@ -36,28 +24,13 @@ fn name(text: &str) -> TopicName {
 }
 
 fn one_record_batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"key")),
-        value: Some(Bytes::from_static(b"value")),
-        headers: Default::default(),
-    };
-    let mut buffer = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buffer, [record].iter(), &options).unwrap();
-    buffer.freeze()
+    encode_batch(
+        &[(
+            Some(Bytes::from_static(b"key")),
+            Some(Bytes::from_static(b"value")),
+        )],
+        1_700_000_000_000,
+    )
 }
 
 /// A representative request of each served API: one that succeeds where that is cheap.

@@ -4,32 +4,20 @@
 //! The broker runs on a simulated disk with a seeded random source, so cluster and topic ids and
 //! every offset are the same on every run.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+mod support;
+
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use skiff::config::BrokerConfig;
-use skiff::io::{Clock, Random, SimDisk};
+use skiff::log::encode_batch;
 use skiff::server::connection::Peer;
-use skiff::server::{handlers, Broker, Seams};
+use skiff::server::{handlers, Broker};
 use skiff::wire::{encode_response, DecodedRequest};
 
 fn broker() -> Arc<Broker> {
-    let config = BrokerConfig {
-        data_dir: PathBuf::from("/data"),
-        ..BrokerConfig::default()
-    };
-    let seams = Seams {
-        disk: Arc::new(SimDisk::new()),
-        clock: Clock::new(),
-        random: Random::from_seed(42),
-    };
-    Broker::open(config, seams).expect("a fresh simulated data directory opens")
+    support::simulated_broker(42)
 }
 
 /// Serves one request and renders the encoded response as hex, 32 bytes a line.
@@ -66,36 +54,11 @@ async fn exchange(
 }
 
 fn batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
+    let records: Vec<(Option<Bytes>, Option<Bytes>)> = values
         .iter()
-        .enumerate()
-        .map(|(index, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::copy_from_slice(value.as_bytes())),
-            headers: Default::default(),
-        })
+        .map(|value| (None, Some(Bytes::copy_from_slice(value.as_bytes()))))
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buffer.freeze()
+    encode_batch(&records, 1_700_000_000_000)
 }
 
 fn topic_name(name: &str) -> TopicName {

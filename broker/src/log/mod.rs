@@ -45,6 +45,7 @@ pub use config::LogConfig;
 pub use error::{BatchError, LogError};
 pub use partition_log::{AppendInfo, PartitionLog, SyncPlan};
 pub use record_batch::{
-    set_base_offset, set_partition_leader_epoch, split_batches, validate, RecordBatchHeader,
+    encode_batch, set_base_offset, set_partition_leader_epoch, split_batches, validate,
+    RecordBatchHeader,
 };
 pub use recovery::RecoveryReport;

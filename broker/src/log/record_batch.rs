@@ -258,50 +258,61 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
         .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Encodes one uncompressed v2 batch of key/value records, as a non-idempotent producer sends
+/// it, the first record at `timestamp_ms` and each later one a millisecond after. The broker's
+/// own writers (committed group offsets) and tests use it.
+pub fn encode_batch(
+    records: &[(Option<bytes::Bytes>, Option<bytes::Bytes>)],
+    timestamp_ms: i64,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder starts a new batch unless `offset - sequence` stays constant; this
+            // keeps one batch whose base sequence is -1, as a non-idempotent producer sends.
+            sequence: index as i32 - 1,
+            timestamp: timestamp_ms + index as i64,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options)
+        .expect("encoding uncompressed records into memory cannot fail");
+    buffer.freeze()
+}
+
 #[cfg(test)]
 pub(crate) mod test_batches {
     //! Builders of real batches for the log's tests.
 
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use bytes::Bytes;
 
     /// Encodes one uncompressed v2 batch of `values`, the first record at `timestamp` and each
     /// later one a millisecond after.
     pub fn batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
-        let records: Vec<Record> = values
+        let records: Vec<(Option<Bytes>, Option<Bytes>)> = values
             .iter()
-            .enumerate()
-            .map(|(index, value)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                // The encoder starts a new batch unless `offset - sequence` stays constant; this
-                // keeps one batch whose base sequence is -1, as a non-idempotent producer sends.
-                sequence: index as i32 - 1,
-                timestamp: timestamp + index as i64,
-                key: None,
-                value: Some(Bytes::copy_from_slice(value)),
-                headers: Default::default(),
-            })
+            .map(|value| (None, Some(Bytes::copy_from_slice(value))))
             .collect();
-        let mut buffer = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buffer,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buffer.to_vec()
+        super::encode_batch(&records, timestamp).to_vec()
     }
 
     /// A batch of `count` records of `value_bytes` bytes each.

@@ -13,10 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::{oneshot, Notify};
 
 use super::broker::{Broker, OFFSETS_TOPIC};
@@ -190,41 +188,16 @@ async fn ticker(broker: Arc<Broker>) {
     }
 }
 
-/// Encodes offset records as one record batch for the offsets log.
+/// Encodes offset records as a record batch for the offsets log.
 fn encode_records(records: &[OffsetRecord], wall_ms: i64) -> Bytes {
-    let encoded: Vec<Record> = records
+    let encoded: Vec<(Option<Bytes>, Option<Bytes>)> = records
         .iter()
-        .enumerate()
-        .map(|(index, record)| {
+        .map(|record| {
             let (key, value) = record.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                sequence: -1,
-                timestamp: wall_ms,
-                key: Some(Bytes::from(key)),
-                value: Some(Bytes::from(value)),
-                headers: Default::default(),
-            }
+            (Some(Bytes::from(key)), Some(Bytes::from(value)))
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        encoded.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding offset records into memory cannot fail");
-    buffer.freeze()
+    record_batch::encode_batch(&encoded, wall_ms)
 }
 
 /// Durably appends offset records (commits or group deletions) to the offsets log.
