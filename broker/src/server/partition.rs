@@ -21,7 +21,7 @@ use tokio::sync::{watch, Notify};
 
 use super::broker::Seams;
 use crate::config::FlushPolicy;
-use crate::io::{tasks, Disk};
+use crate::io::{tasks, Clock, Disk};
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
@@ -59,6 +59,7 @@ pub struct Partition {
     pub index: i32,
     pub directory: PathBuf,
     flush_policy: FlushPolicy,
+    clock: Clock,
     state: Mutex<PartitionState>,
     /// The durable end offset, published after each sync.
     durable_end: watch::Sender<i64>,
@@ -103,6 +104,7 @@ impl Partition {
             index,
             directory,
             flush_policy,
+            clock: seams.clock.clone(),
             state: Mutex::new(PartitionState {
                 log,
                 producers,
@@ -231,11 +233,17 @@ impl Partition {
         // can land while writes are still pending, as on a real disk.
         sleep_for_simulated_latency(disk.as_ref()).await;
         let disk_for_io = disk.clone();
+        let started = self.clock.now();
         let (plan, result) = tasks::run_blocking(move || {
             let result = plan.execute(disk_for_io.as_ref());
             (plan, result)
         })
         .await;
+        let took = self.clock.now().saturating_duration_since(started);
+        if took >= Duration::from_millis(SLOW_SYNC_WARNING_MS) {
+            tracing::warn!(topic = %self.topic, partition = self.index, took_ms = took.as_millis() as u64,
+                "slow sync: acknowledgements under the sync policy wait for it");
+        }
         sleep_for_simulated_latency(disk.as_ref()).await;
         match result {
             Ok(()) => {
@@ -333,6 +341,9 @@ impl Partition {
         state.offline = Some("the broker is shutting down".to_string());
     }
 }
+
+/// A sync slower than this is logged: under the sync policy, produce latency is at least this.
+const SLOW_SYNC_WARNING_MS: u64 = 100;
 
 /// The longest one simulated-latency sleep lasts. A simulated disk can accrue latency faster
 /// than simulated time passes (every read of every fetch adds some); the excess is dropped rather

@@ -129,6 +129,28 @@ pub async fn produce(
     version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    append(broker, version, request).await.finish().await
+}
+
+/// A Produce request whose batches are in the log, waiting to be answered.
+pub struct AppendedProduce {
+    version: i16,
+    acks: i16,
+    flush_policy: FlushPolicy,
+    timeout: Duration,
+    topics: Vec<TopicProduceResponse>,
+    /// (partition slot, topic slot, (partition, end offset to wait for)).
+    waits: Vec<(usize, usize, (Arc<Partition>, i64))>,
+}
+
+/// The first half of Produce: validates and appends every batch, in request order. A connection
+/// runs this before it reads its next request, so batches land in the order they were sent;
+/// the wait for durability ([`AppendedProduce::finish`]) may overlap with later requests.
+pub async fn append(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ProduceRequest,
+) -> AppendedProduce {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut waits = Vec::new();
@@ -192,37 +214,60 @@ pub async fn produce(
                 .with_partition_responses(responses),
         );
     }
-    if acks == 0 {
-        return None;
+    AppendedProduce {
+        version,
+        acks,
+        flush_policy: broker.config.flush_policy,
+        timeout: Duration::from_millis(
+            (request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX),
+        ),
+        topics,
+        waits,
     }
-    if broker.config.flush_policy == FlushPolicy::Sync {
-        let timeout =
-            Duration::from_millis((request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX));
-        for (partition_slot, topic_slot, (partition, end_offset)) in waits {
-            let response: &mut PartitionProduceResponse =
-                &mut topics[topic_slot].partition_responses[partition_slot];
-            match partition.wait_durable(end_offset, timeout).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    response.error_code = ResponseError::RequestTimedOut.code();
-                    response.error_message = Some(StrBytes::from_static_str(
-                        "not durable within the request timeout",
-                    ));
-                }
-                Err(error) => {
-                    response.error_code = ResponseError::KafkaStorageError.code();
-                    response.error_message = Some(StrBytes::from_string(error.to_string()));
+}
+
+impl AppendedProduce {
+    /// The second half of Produce: waits until the appended batches are durable under the flush
+    /// policy and builds the response. `None` for acks=0, which Kafka never answers.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let AppendedProduce {
+            version,
+            acks,
+            flush_policy,
+            timeout,
+            mut topics,
+            waits,
+        } = self;
+        if acks == 0 {
+            return None;
+        }
+        if flush_policy == FlushPolicy::Sync {
+            for (partition_slot, topic_slot, (partition, end_offset)) in waits {
+                let response: &mut PartitionProduceResponse =
+                    &mut topics[topic_slot].partition_responses[partition_slot];
+                match partition.wait_durable(end_offset, timeout).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        response.error_code = ResponseError::RequestTimedOut.code();
+                        response.error_message = Some(StrBytes::from_static_str(
+                            "not durable within the request timeout",
+                        ));
+                    }
+                    Err(error) => {
+                        response.error_code = ResponseError::KafkaStorageError.code();
+                        response.error_message = Some(StrBytes::from_string(error.to_string()));
+                    }
                 }
             }
         }
+        for partition in topics
+            .iter_mut()
+            .flat_map(|topic| topic.partition_responses.iter_mut())
+        {
+            fit_to_version(partition, version);
+        }
+        Some(ProduceResponse::default().with_responses(topics))
     }
-    for partition in topics
-        .iter_mut()
-        .flat_map(|topic| topic.partition_responses.iter_mut())
-    {
-        fit_to_version(partition, version);
-    }
-    Some(ProduceResponse::default().with_responses(topics))
 }
 
 /// Clears fields that do not exist at the negotiated version: the codec refuses to encode a
