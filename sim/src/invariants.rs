@@ -12,6 +12,8 @@
 //!   either policy means the record is in the log consumers read (synced, or in a page cache
 //!   that survives every drawn crash), so after any restart it must still be there.
 //! - **A broker starts**: recovery after any drawn crash succeeds.
+//! - **Indexes agree with segments after recovery**: once per broker start, every batch found
+//!   by scanning the segments is found again through the offset index at the same offset.
 //!
 //! The tracker is pure: the harness feeds it observations and it returns violations.
 
@@ -105,6 +107,21 @@ impl InvariantTracker {
         } else {
             *previous = high_watermark;
         }
+    }
+
+    /// A broker's log failed its self-check after a start (indexes disagreeing with segments).
+    pub fn log_inconsistent(
+        &mut self,
+        time_ms: u64,
+        broker: u32,
+        partition: &PartitionKey,
+        problem: &str,
+    ) {
+        self.violate(
+            time_ms,
+            broker,
+            format!("after recovery, {}-{}: {problem}", partition.0, partition.1),
+        );
     }
 
     /// A broker failed to start.

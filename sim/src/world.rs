@@ -323,7 +323,8 @@ pub enum Fault {
         /// How long.
         duration_ms: u64,
     },
-    /// The links between a client node and a broker are clogged for `duration_ms`.
+    /// The links between a client node and a broker are clogged for `duration_ms`, in one
+    /// direction or both.
     ClientPartition {
         /// The client process (its node).
         client: u32,
@@ -331,6 +332,9 @@ pub enum Fault {
         broker: u32,
         /// How long.
         duration_ms: u64,
+        /// Which way messages stop; both unless a scenario says otherwise.
+        #[serde(default)]
+        direction: PartitionDirection,
     },
     /// Every link loses packets with this rate for `duration_ms`.
     PacketLoss {
@@ -370,6 +374,21 @@ impl Fault {
             Fault::ClockJump { .. } => 0,
         }
     }
+}
+
+/// Which way a partition stops messages. A one-way partition is the nastier case: requests
+/// arrive and take effect but their responses never come back (or the reverse), so a client
+/// sees timeouts for writes that happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionDirection {
+    /// Nothing passes either way.
+    #[default]
+    Both,
+    /// The client's requests are lost; the broker's messages still arrive.
+    ClientToBroker,
+    /// The broker's responses are lost; the client's requests still arrive.
+    BrokerToClient,
 }
 
 /// A fault and when it starts, in milliseconds since the safety phase began.
@@ -855,12 +874,18 @@ fn draw_schedule(
             while let Some(start) = next_start(random, time, gap, end) {
                 let duration_ms = draw_duration(random, start, intensity.partition_ms, end);
                 let broker = random.gen_range(0..cluster.brokers);
+                let direction = match random.gen_range(0..4) {
+                    0 => PartitionDirection::ClientToBroker,
+                    1 => PartitionDirection::BrokerToClient,
+                    _ => PartitionDirection::Both,
+                };
                 schedule.push(ScheduledFault {
                     at_ms: start,
                     fault: Fault::ClientPartition {
                         client,
                         broker,
                         duration_ms,
+                        direction,
                     },
                 });
                 time = start + duration_ms;

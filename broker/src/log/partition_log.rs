@@ -494,6 +494,53 @@ impl PartitionLog {
         Ok(count)
     }
 
+    /// Checks that the indexes agree with the segments: walking every batch from the log start
+    /// (a scan of the segment files) and looking each one up through the offset index (the path
+    /// reads take) must find the same batch at the same offset, with a valid CRC. Used by the
+    /// simulator after every recovery; it reads the whole log, so it is not for production paths.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let mut expected = self.log_start_offset();
+        let mut batches = Vec::new();
+        self.for_each_batch(self.log_start_offset(), |header| batches.push(*header))
+            .map_err(|error| format!("scanning the log failed: {error}"))?;
+        for header in batches {
+            if header.base_offset != expected {
+                return Err(format!(
+                    "the scan found a batch at offset {} where {expected} was expected",
+                    header.base_offset
+                ));
+            }
+            let read = self
+                .read(header.base_offset, 1, self.log_end_offset())
+                .map_err(|error| {
+                    format!("reading offset {} failed: {error}", header.base_offset)
+                })?;
+            let found = RecordBatchHeader::parse(&read).map_err(|error| {
+                format!(
+                    "the index led offset {} to bad bytes: {error}",
+                    header.base_offset
+                )
+            })?;
+            if found.base_offset != header.base_offset || found.crc != header.crc {
+                return Err(format!(
+                    "the index led offset {} to the batch at {}",
+                    header.base_offset, found.base_offset
+                ));
+            }
+            expected = header.next_offset();
+        }
+        if expected != self.log_end_offset() {
+            return Err(format!(
+                "the scan ended at offset {expected} but the log end is {}",
+                self.log_end_offset()
+            ));
+        }
+        if self.durable_end_offset() > self.log_end_offset() {
+            return Err("the durable end is past the log end".to_string());
+        }
+        Ok(())
+    }
+
     /// Removes every batch at or above `offset`; a batch straddling it goes too, so the log end
     /// becomes that batch's base. The change is synced before returning, so a crash cannot bring
     /// the removed batches back. Must not be called while a sync is in flight.

@@ -314,6 +314,12 @@ impl Partition {
         Ok(state.log.apply_retention(wall_ms)?)
     }
 
+    /// Checks that the log's indexes agree with its segments; see
+    /// [`PartitionLog::check_consistency`].
+    pub fn check_consistency(&self) -> Result<(), String> {
+        self.lock().log.check_consistency()
+    }
+
     pub fn update_config(&self, config: LogConfig) {
         self.lock().log.update_config(config);
     }

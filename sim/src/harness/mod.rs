@@ -95,6 +95,9 @@ async fn monitor(
     recorder: Recorder,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The broker instance last checked per slot: a new instance is a restart, whose recovered
+    // logs are checked once.
+    let mut checked: Vec<Option<usize>> = vec![None; slots.len()];
     loop {
         for (index, slot) in slots.iter().enumerate() {
             let broker = slot
@@ -104,6 +107,25 @@ async fn monitor(
             let Some(broker) = broker else { continue };
             let time_ms = recorder.now_ms();
             let mut state = recorder.lock();
+            if checked[index] != Some(Arc::as_ptr(&broker) as usize) {
+                checked[index] = Some(Arc::as_ptr(&broker) as usize);
+                for topic in broker.topics() {
+                    for partition in &topic.partitions {
+                        if let Err(problem) = partition.check_consistency() {
+                            let key = (
+                                topic.name.clone(),
+                                u32::try_from(partition.index).expect("not negative"),
+                            );
+                            state.invariants.log_inconsistent(
+                                time_ms,
+                                index as u32,
+                                &key,
+                                &problem,
+                            );
+                        }
+                    }
+                }
+            }
             for topic in broker.topics() {
                 for partition in &topic.partitions {
                     let key = (

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::cluster::{BrokerNode, NodeState};
 use super::recorder::Recorder;
-use crate::world::{CrashKind, Fault, ScheduledFault, World};
+use crate::world::{CrashKind, Fault, PartitionDirection, ScheduledFault, World};
 
 /// One thing the nemesis does at a given time.
 #[derive(Debug, Clone)]
@@ -126,17 +126,40 @@ async fn apply(
             node.resume();
             heal_event(recorder, format!("resume broker-{broker}"));
         }
-        (Fault::ClientPartition { client, broker, .. }, is_start) => {
+        (
+            Fault::ClientPartition {
+                client,
+                broker,
+                direction,
+                ..
+            },
+            is_start,
+        ) => {
             let client_node = clients[client as usize].id();
             let broker_node = brokers[broker as usize].node.id();
-            let description = format!("partition client-{client} from broker-{broker}");
+            let (links, way) = match direction {
+                PartitionDirection::Both => (
+                    vec![(client_node, broker_node), (broker_node, client_node)],
+                    "both ways",
+                ),
+                PartitionDirection::ClientToBroker => {
+                    (vec![(client_node, broker_node)], "client to broker")
+                }
+                PartitionDirection::BrokerToClient => {
+                    (vec![(broker_node, client_node)], "broker to client")
+                }
+            };
+            let description = format!("partition client-{client} from broker-{broker} ({way})");
+            for (from, to) in links {
+                if is_start {
+                    net.clog_link(from, to);
+                } else {
+                    net.unclog_link(from, to);
+                }
+            }
             if is_start {
-                net.clog_link(client_node, broker_node);
-                net.clog_link(broker_node, client_node);
                 fault(recorder, description);
             } else {
-                net.unclog_link(client_node, broker_node);
-                net.unclog_link(broker_node, client_node);
                 heal_event(recorder, description);
             }
         }
