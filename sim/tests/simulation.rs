@@ -107,3 +107,51 @@ fn known_bad_worlds_are_detected() {
         }
     }
 }
+
+/// Removes what differs between two runs of one seed: the commit the simulator was built from
+/// and the wall time the run took.
+fn without_build_and_wall_time(markdown: &str) -> String {
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in markdown.lines() {
+        if line.starts_with("## ") {
+            skipping = line.contains("wall_seconds");
+        }
+        if skipping {
+            continue;
+        }
+        if line.starts_with("| commit |") {
+            kept.push("| commit | (the commit under test) |".to_string());
+        } else {
+            kept.push(line.to_string());
+        }
+    }
+    kept.join("\n")
+}
+
+/// One fixed seed's human summary, pinned: any change in what the simulator does to this world,
+/// or in how a run is reported, is a reviewed diff of this snapshot.
+#[test]
+fn the_summary_of_a_fixed_seed_is_pinned() {
+    let root =
+        std::env::temp_dir().join(format!("skiff-sim-pinned-summary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let kill = scenario("single-broker-kill-mid-stream.toml");
+    let output = std::process::Command::new(executable())
+        .args(["run", "--seed", "1", "--scenario"])
+        .arg(&kill.path)
+        .arg("--report")
+        .arg(&root)
+        .output()
+        .expect("the simulator runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run_directory = root.join("single-broker-kill-mid-stream-1");
+    let rendered = skiff_reports::render(&run_directory).expect("the run directory renders");
+    let markdown = without_build_and_wall_time(&rendered.markdown);
+    let _ = std::fs::remove_dir_all(&root);
+    insta::assert_snapshot!("kill_mid_stream_seed_1_summary", markdown);
+}
