@@ -136,10 +136,18 @@ fn the_summary_of_a_fixed_seed_is_pinned() {
     let root =
         std::env::temp_dir().join(format!("skiff-sim-pinned-summary-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let kill = scenario("single-broker-kill-mid-stream.toml");
+    // Run from the workspace root with a relative scenario path, so the reproduce command in
+    // the summary reads the same in every checkout.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = std::process::Command::new(executable())
-        .args(["run", "--seed", "1", "--scenario"])
-        .arg(&kill.path)
+        .current_dir(&workspace)
+        .args([
+            "run",
+            "--seed",
+            "1",
+            "--scenario",
+            "scenarios/single-broker-kill-mid-stream.toml",
+        ])
         .arg("--report")
         .arg(&root)
         .output()
