@@ -188,11 +188,13 @@ impl Harness {
             Operation::TruncateTo { per_mille } => {
                 let offset = self.offset_at(per_mille);
                 self.log().truncate_to(offset).expect("truncate");
+                // A truncation is synced before it returns, making what stays durable; a
+                // truncation at or past the end changes nothing and syncs nothing.
                 if offset < self.model_end() {
                     self.batches.retain(|batch| batch.next_offset <= offset);
+                    self.durable_end_offset = self.model_end();
                 }
                 assert_eq!(self.log().log_end_offset(), self.model_end());
-                self.durable_end_offset = self.model_end();
             }
             Operation::Retention => {
                 self.log().apply_retention(wall_ms).expect("retention");
