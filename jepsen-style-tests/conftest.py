@@ -59,13 +59,14 @@ def free_port():
 class Broker:
     """One `skiff` process and the directory and port it keeps across restarts."""
 
-    def __init__(self, binary, data_dir, log_path, extra_args):
+    def __init__(self, binary, data_dir, log_path, extra_args, node_id=1, port=None):
+        self.node_id = node_id
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self.process = None
         self.starts = 0
 
@@ -80,7 +81,7 @@ class Broker:
             "--data-dir", str(self.data_dir),
             "--listeners", address,
             "--advertised-listeners", address,
-            "--node-id", "1",
+            "--node-id", str(self.node_id),
             "--set", "group.initial.rebalance.delay.ms=0",
             *self.extra_args,
         ]
@@ -191,6 +192,62 @@ def broker_factory(skiff_bin, tmp_path, request):
 @pytest.fixture
 def broker(broker_factory):
     return broker_factory()
+
+
+class Cluster:
+    """Brokers started as the members of one replicated cluster."""
+
+    def __init__(self, brokers):
+        self.brokers = brokers
+
+    @property
+    def bootstrap(self):
+        return ",".join(broker.bootstrap for broker in self.brokers)
+
+    def member(self, node_id):
+        return next(broker for broker in self.brokers if broker.node_id == node_id)
+
+    def running(self):
+        return [broker for broker in self.brokers if broker.process and broker.process.poll() is None]
+
+
+@pytest.fixture
+def cluster_factory(skiff_bin, tmp_path, request):
+    """Returns `start(size, *extra_args)`: a cluster of `size` brokers on free ports, each
+    listing all of them in `controller.quorum.voters`."""
+    brokers = []
+    request.node.skiff_brokers = brokers
+
+    def start(size=3, *extra_args):
+        replication_ports = [free_port() for _ in range(size)]
+        voters = ",".join(f"{node}@127.0.0.1:{port}" for node, port in zip(range(1, size + 1), replication_ports))
+        members = []
+        for node in range(1, size + 1):
+            data_dir = tmp_path / f"node-{node}" / "data"
+            data_dir.mkdir(parents=True)
+            args = ["--set", f"controller.quorum.voters={voters}", *extra_args]
+            member = Broker(skiff_bin, data_dir, tmp_path / f"node-{node}" / "skiff.log", args, node_id=node)
+            brokers.append(member)
+            members.append(member)
+        # All at once: each waits for a quorum, which needs the others.
+        for member in members:
+            member.starts += 1
+            env = dict(os.environ)
+            env.setdefault("RUST_LOG", "info")
+            with open(member.log_path, "ab") as log:
+                member.process = subprocess.Popen(
+                    member.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    env=env, cwd=member.data_dir.parent,
+                )
+        for member in members:
+            member.wait_ready()
+        return Cluster(members)
+
+    yield start
+    for broker in brokers:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.process.kill()
+            broker.process.wait(timeout=10)
 
 
 @pytest.hookimpl(hookwrapper=True)

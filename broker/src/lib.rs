@@ -13,6 +13,7 @@
 //! tokio and the filesystem in production and madsim plus a simulated disk under
 //! `RUSTFLAGS="--cfg madsim"`.
 
+pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod group;

@@ -81,7 +81,22 @@ pub struct BrokerConfig {
     pub group_session_timeout_ms_max: u64,
     /// `max.connections`.
     pub connections_max: u32,
+    /// The cluster's members (`controller.quorum.voters`, `id@host:port`, the address being each
+    /// member's replication listener). Empty: a single broker with no replication.
+    pub quorum_voters: Vec<QuorumVoter>,
 }
+
+/// One member of the cluster, as named by `controller.quorum.voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    /// Where the member listens for replication traffic from the other members.
+    pub address: SocketAddr,
+}
+
+/// The largest cluster: every member holds a replica of every partition, so this bounds the
+/// fan-out of each append.
+pub const QUORUM_VOTERS_MAX: usize = 7;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -102,6 +117,7 @@ impl Default for BrokerConfig {
             group_session_timeout_ms_min: 6_000,
             group_session_timeout_ms_max: 1_800_000,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            quorum_voters: Vec::new(),
         }
     }
 }
@@ -173,6 +189,49 @@ fn parse_listener(name: &str, value: &str) -> Result<(String, u16), ConfigError>
     Ok((host.to_string(), port))
 }
 
+/// `controller.quorum.voters`: `id@host:port,...`, hosts as IP addresses, ids and addresses
+/// distinct.
+fn parse_voters(name: &str, value: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| invalid(name, value, "expected id@host:port entries"))?;
+        let node_id: i32 = parse_number(name, id.trim())?;
+        if node_id < 0 {
+            return Err(invalid(name, value, "node ids are not negative"));
+        }
+        let address: SocketAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| invalid(name, value, "each address must be ip:port"))?;
+        if voters
+            .iter()
+            .any(|voter| voter.node_id == node_id || voter.address == address)
+        {
+            return Err(invalid(
+                name,
+                value,
+                "node ids and addresses must be distinct",
+            ));
+        }
+        voters.push(QuorumVoter { node_id, address });
+    }
+    if voters.len() > QUORUM_VOTERS_MAX {
+        return Err(invalid(
+            name,
+            value,
+            format!("at most {QUORUM_VOTERS_MAX} voters"),
+        ));
+    }
+    voters.sort_by_key(|voter| voter.node_id);
+    Ok(voters)
+}
+
 /// Kafka allows retention in ms, minutes or hours; the most precise given wins.
 fn retention_from_units(properties: &BTreeMap<String, String>) -> Result<Option<i64>, ConfigError> {
     for (name, unit_ms) in [
@@ -193,6 +252,11 @@ fn retention_from_units(properties: &BTreeMap<String, String>) -> Result<Option<
 
 impl BrokerConfig {
     /// Builds a configuration from flattened properties; every name must be known.
+    /// Whether this broker is one member of a replicated cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.quorum_voters.len() > 1
+    }
+
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let mut config = Self::default();
         let mut advertised: Option<(String, u16)> = None;
@@ -259,6 +323,7 @@ impl BrokerConfig {
                     config.group_session_timeout_ms_max = parse_positive(name, value)?
                 }
                 "max.connections" => config.connections_max = parse_positive(name, value)?,
+                "controller.quorum.voters" => config.quorum_voters = parse_voters(name, value)?,
                 _ => return Err(ConfigError::Unknown(name.clone())),
             }
         }
@@ -288,6 +353,18 @@ impl BrokerConfig {
         });
         config.advertised_host = host;
         config.advertised_port = port;
+        if !config.quorum_voters.is_empty()
+            && !config
+                .quorum_voters
+                .iter()
+                .any(|voter| voter.node_id == config.node_id)
+        {
+            return Err(invalid(
+                "controller.quorum.voters",
+                &properties["controller.quorum.voters"],
+                format!("does not list this broker's node.id {}", config.node_id),
+            ));
+        }
         if config.group_session_timeout_ms_min > config.group_session_timeout_ms_max {
             return Err(invalid(
                 "group.min.session.timeout.ms",

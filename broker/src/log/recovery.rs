@@ -32,8 +32,14 @@ use crate::io::{DirEntry, Disk};
 pub const CHECKPOINT_FILE_NAME: &str = "recovery-point.checkpoint";
 /// Suffix of leftovers from an interrupted `write_atomically`, deleted on open.
 pub const TEMPORARY_SUFFIX: &str = ".tmp";
+/// A replicated partition's Raft hard state (term and vote), kept beside its segments.
+pub const RAFT_STATE_FILE_NAME: &str = "raft-state.json";
 /// Files other modules keep in a partition directory, which the log leaves alone.
-pub const FOREIGN_FILE_NAMES: [&str; 2] = ["leader-epoch-checkpoint", "partition.metadata"];
+pub const FOREIGN_FILE_NAMES: [&str; 3] = [
+    "leader-epoch-checkpoint",
+    "partition.metadata",
+    RAFT_STATE_FILE_NAME,
+];
 /// Extension of idempotent-producer snapshots, named by offset like segments.
 pub const SNAPSHOT_EXTENSION: &str = "snapshot";
 /// The most segments one partition directory may hold; bounds every scan over them.

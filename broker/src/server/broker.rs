@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use super::data_dir::{self, DataDirError, DataDirIdentity, TopicRecord};
 use super::groups::GroupService;
 use super::partition::Partition;
 use super::topic_config::{log_config_for_topic, validate_topic_name};
+use crate::cluster::{Cluster, MetadataRecord};
 use crate::config::BrokerConfig;
 use crate::io::{tasks, Clock, Disk, Random};
 use crate::log::{LogConfig, LogError};
@@ -59,8 +60,10 @@ pub enum TopicError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidConfig(String),
-    #[error("replication factor {0} is larger than the 1 broker available")]
-    InvalidReplicationFactor(i16),
+    #[error("replication factor {0} is not supported: every broker holds a replica, so it must be {1} (or -1)")]
+    InvalidReplicationFactor(i16, usize),
+    #[error("the cluster did not apply the change: {0}")]
+    NotApplied(String),
     #[error("too many topics (at most {TOPICS_MAX})")]
     TooManyTopics,
     #[error("storage error: {0}")]
@@ -96,6 +99,8 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdAllocator>,
     /// Serializes producer id reservations, which write a checkpoint.
     pub producer_id_reservation: tokio::sync::Mutex<()>,
+    /// Set in cluster mode once the cluster member has started.
+    pub cluster: OnceLock<Arc<Cluster>>,
 }
 
 fn hex_id(id: &Uuid) -> String {
@@ -122,7 +127,12 @@ impl Broker {
             groups: GroupService::new(&config_for_groups, clock_origin),
             producer_ids: Mutex::new(ProducerIdAllocator::recover(producer_id_limit)),
             producer_id_reservation: tokio::sync::Mutex::new(()),
+            cluster: OnceLock::new(),
         });
+        if broker.config.is_clustered() {
+            // Topics come from the metadata quorum once the cluster member starts.
+            return Ok(broker);
+        }
         let records = data_dir::load_topics(broker.seams.disk.as_ref(), &root)?;
         broker.remove_orphan_partitions(&records)?;
         for (name, record) in &records {
@@ -334,8 +344,12 @@ impl Broker {
                 "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
             )));
         }
-        if replication_factor != -1 && replication_factor != 1 {
-            return Err(TopicError::InvalidReplicationFactor(replication_factor));
+        let replicas = self.config.quorum_voters.len().max(1);
+        if replication_factor != -1 && replication_factor as usize != replicas {
+            return Err(TopicError::InvalidReplicationFactor(
+                replication_factor,
+                replicas,
+            ));
         }
         log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
         if self.topics().len() >= TOPICS_MAX {
@@ -351,6 +365,22 @@ impl Broker {
                 internal: false,
             };
             return Ok(Arc::new(topic));
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let id = self.new_topic_id();
+            let record = MetadataRecord::CreateTopic {
+                name: name.to_string(),
+                id: hex_id(&id),
+                partitions,
+                configs,
+            };
+            cluster
+                .change_metadata(record, |image| image.topics.contains_key(name))
+                .await
+                .map_err(TopicError::NotApplied)?;
+            return self
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string()));
         }
         let broker = self.clone();
         let id = self.new_topic_id();
@@ -383,6 +413,16 @@ impl Broker {
             return Err(TopicError::InvalidName(format!(
                 "internal topic {name} cannot be deleted"
             )));
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let record = MetadataRecord::DeleteTopic {
+                name: name.to_string(),
+            };
+            cluster
+                .change_metadata(record, |image| !image.topics.contains_key(name))
+                .await
+                .map_err(TopicError::NotApplied)?;
+            return Ok(topic.id);
         }
         let mut records = self.catalogue_records();
         records.remove(name);
@@ -436,6 +476,21 @@ impl Broker {
         }
         if validate_only {
             return Ok(());
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let record = MetadataRecord::AddPartitions {
+                name: name.to_string(),
+                count,
+            };
+            return cluster
+                .change_metadata(record, |image| {
+                    image
+                        .topics
+                        .get(name)
+                        .is_some_and(|topic| topic.groups.len() as i32 >= count)
+                })
+                .await
+                .map_err(TopicError::NotApplied);
         }
         let broker = self.clone();
         let topic_for_io = topic.clone();
@@ -496,6 +551,51 @@ impl Broker {
                 .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(error) => Err(error),
         }
+    }
+
+    /// This broker's node id, as the Raft groups know it.
+    pub fn node_id(&self) -> u64 {
+        u64::try_from(self.config.node_id).unwrap_or(0)
+    }
+
+    /// Cluster mode: makes a topic (new, or grown) visible as the metadata log describes it.
+    pub fn install_replicated_topic(&self, topic: Topic) {
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(topic.name.clone(), Arc::new(topic));
+        self.data_visible.notify_waiters();
+    }
+
+    /// Cluster mode: a deleted topic disappears from requests.
+    pub fn forget_topic(&self, name: &str) {
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(name);
+    }
+
+    /// Whether this broker coordinates consumer groups now: always for a single broker; in a
+    /// cluster, the leader of the offsets partition once it has loaded the committed offsets.
+    pub fn is_group_coordinator(&self) -> bool {
+        self.cluster.get().is_none() || self.groups.is_serving()
+    }
+
+    /// Where clients find the group coordinator: (node id, host, port).
+    pub fn group_coordinator(&self) -> Option<(i32, String, u16)> {
+        let Some(cluster) = self.cluster.get() else {
+            return Some((
+                self.identity.node_id,
+                self.config.advertised_host.clone(),
+                self.config.advertised_port,
+            ));
+        };
+        let leader = self.partition(OFFSETS_TOPIC, 0)?.leadership().leader?;
+        cluster
+            .live_brokers()
+            .into_iter()
+            .find(|live| live.node_id == leader)
+            .map(|live| (live.node_id as i32, live.host, live.port))
     }
 
     /// Applies retention to every partition.

@@ -9,7 +9,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ use tokio::sync::{oneshot, Notify};
 use super::broker::{Broker, OFFSETS_TOPIC};
 use super::partition::{AppendOutcome, Partition, PartitionError};
 use super::StartError;
-use crate::config::FlushPolicy;
 use crate::group::{GroupConfig, GroupCoordinator, GroupOutput, OffsetRecord, ReplyToken};
 use crate::io::clock::Instant;
 use crate::io::tasks;
@@ -36,6 +35,10 @@ const OFFSETS_REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 /// The group coordinator with its driver state.
 pub struct GroupService {
     coordinator: Mutex<GroupCoordinator>,
+    config: GroupConfig,
+    /// Cluster mode: whether this broker coordinates groups now (it leads the offsets partition
+    /// and has loaded its committed offsets). A single broker always does.
+    serving: AtomicBool,
     waiting: Mutex<BTreeMap<ReplyToken, oneshot::Sender<GroupOutput>>>,
     next_token: AtomicU64,
     /// The origin of the coordinator's `now_ms`.
@@ -55,6 +58,8 @@ impl GroupService {
         };
         Self {
             coordinator: Mutex::new(GroupCoordinator::new(config)),
+            config,
+            serving: AtomicBool::new(!broker_config.is_clustered()),
             waiting: Mutex::new(BTreeMap::new()),
             next_token: AtomicU64::new(1),
             origin,
@@ -67,6 +72,10 @@ impl GroupService {
         self.coordinator
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
     }
 
     /// Milliseconds since the service started, on the monotonic clock.
@@ -105,8 +114,13 @@ impl GroupService {
     }
 }
 
-/// Replays committed offsets and starts the ticker.
+/// Replays committed offsets and starts the ticker. In cluster mode the offsets are loaded by
+/// [`take_over`] when this broker becomes the offsets partition's leader.
 pub async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
+    if broker.config.is_clustered() {
+        tasks::spawn(ticker(broker.clone()));
+        return Ok(());
+    }
     let partition = offsets_partition(broker);
     let for_io = partition.clone();
     let records = tasks::run_blocking(move || replay_offsets(&for_io)).await;
@@ -118,6 +132,47 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Cluster mode: this broker leads the offsets partition in `term` and its commit index is
+/// current, so the committed offsets below the high watermark are all there are. Loads them
+/// into a fresh coordinator and starts answering group requests.
+pub async fn take_over(broker: &Arc<Broker>, term: u64) {
+    let partition = offsets_partition(broker);
+    let for_io = partition.clone();
+    let records = match tasks::run_blocking(move || replay_offsets(&for_io)).await {
+        Ok(records) => records,
+        Err(error) => {
+            tracing::error!(%error, "cannot load committed offsets; not coordinating groups");
+            return;
+        }
+    };
+    let service = &broker.groups;
+    let mut coordinator = GroupCoordinator::new(service.config);
+    let count = records.len();
+    coordinator.load_offset_records(records);
+    let leadership = partition.leadership();
+    let node = broker.cluster.get().map(|cluster| cluster.node_id);
+    if leadership.term != term || leadership.leader != node {
+        return;
+    }
+    *service.coordinator() = coordinator;
+    service.serving.store(true, Ordering::Release);
+    tracing::info!(records = count, term, "coordinating consumer groups");
+}
+
+/// Cluster mode: this broker no longer leads the offsets partition. Forgets every group (the
+/// next coordinator reloads them from the log) and fails requests waiting on the old state.
+pub fn resign(broker: &Broker) {
+    let service = &broker.groups;
+    service.serving.store(false, Ordering::Release);
+    *service.coordinator() = GroupCoordinator::new(service.config);
+    service
+        .waiting
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clear();
+    tracing::info!("no longer coordinating consumer groups");
+}
+
 /// Stops the ticker.
 pub fn stop(broker: &Broker) {
     broker.groups.stop.notify_one();
@@ -126,7 +181,7 @@ pub fn stop(broker: &Broker) {
 fn offsets_partition(broker: &Broker) -> Arc<Partition> {
     broker
         .partition(OFFSETS_TOPIC, 0)
-        .expect("the broker creates the offsets topic before serving")
+        .expect("the offsets topic exists before groups are served")
 }
 
 /// Reads every offset record in the offsets log. Undecodable records are skipped with a warning:
@@ -149,6 +204,10 @@ fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
                 .map_err(|error| format!("offsets log: {error:#}"))?;
             for record in set.records {
                 next = next.max(record.offset + 1);
+                // Control records (a replicated log's leader markers) are not offsets.
+                if record.control {
+                    continue;
+                }
                 let (Some(key), Some(value)) = (record.key, record.value) else {
                     continue;
                 };
@@ -219,13 +278,15 @@ pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(
         };
         end_offset = info.last_offset + 1;
     }
-    if broker.config.flush_policy == FlushPolicy::Sync {
-        let timeout = Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
-        if !partition.wait_durable(end_offset, timeout).await? {
-            return Err(PartitionError::Offline(
-                "offset commit was not durable in time".to_string(),
-            ));
-        }
+    // acks=-1: durable under the sync policy, and committed by the quorum in a cluster.
+    let timeout = Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
+    if !partition
+        .wait_acknowledgeable(end_offset, -1, timeout)
+        .await?
+    {
+        return Err(PartitionError::Offline(
+            "offset commit was not durable in time".to_string(),
+        ));
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 pub enum StartError {
     #[error("cannot open the data directory: {0}")]
     DataDirectory(#[from] TopicError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterStartError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -75,6 +77,11 @@ impl Drop for ConnectionGuard {
 pub async fn start(config: BrokerConfig, seams: Seams) -> Result<RunningServer, StartError> {
     let listen_address = config.listener;
     let broker = tasks::run_blocking(move || Broker::open(config, seams)).await?;
+    let (shutdown, shutdown_watch) = watch::channel(false);
+    if broker.config.is_clustered() {
+        let cluster = crate::cluster::start(&broker, shutdown_watch.clone()).await?;
+        let _ = broker.cluster.set(cluster);
+    }
     groups::start(&broker).await?;
     let listener = net::listen(listen_address)
         .await
@@ -83,7 +90,6 @@ pub async fn start(config: BrokerConfig, seams: Seams) -> Result<RunningServer, 
             source,
         })?;
     let local_address = listener.local_addr().unwrap_or(listen_address);
-    let (shutdown, shutdown_watch) = watch::channel(false);
     let connections = Arc::new(ConnectionCount::default());
     tasks::spawn(accept_loop(
         broker.clone(),

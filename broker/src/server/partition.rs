@@ -20,9 +20,13 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use super::broker::Seams;
+use crate::cluster::RaftSet;
 use crate::config::FlushPolicy;
-use crate::io::{tasks, Clock, Disk};
-use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
+use crate::consensus::{
+    EntrySpan, GroupId, HardState, LogIndex, LogTerms, NodeId, ProposeError, Term, TermRun,
+};
+use crate::io::{disk, tasks, Clock, Disk};
+use crate::log::{record_batch, AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
 /// What happened to one appended batch.
@@ -43,6 +47,12 @@ pub enum PartitionError {
     Log(#[from] LogError),
     #[error("partition is offline after a storage error: {0}")]
     Offline(String),
+    /// A replicated partition's follower, or a leader between elections.
+    #[error("this broker does not lead the partition (the leader is {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// The replication stream handed this replica something its log cannot take.
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 struct PartitionState {
@@ -51,6 +61,22 @@ struct PartitionState {
     /// Set after a failed sync: the log's unsynced contents are unknown, so the partition stops
     /// serving rather than acknowledge data it may have lost.
     offline: Option<String>,
+    /// A replicated partition accepts produce requests only in the term whose leader marker
+    /// its log holds: proposals must land after the marker.
+    writable_term: Option<Term>,
+}
+
+/// How a replicated partition reaches its Raft group.
+pub struct ReplicaLink {
+    pub group: GroupId,
+    pub raft: Arc<RaftSet>,
+}
+
+/// The leader and term a replica last saw, for metadata responses and fencing waiters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    pub term: Term,
 }
 
 /// A partition replica, shared by every connection.
@@ -68,6 +94,11 @@ pub struct Partition {
     sync_turn: tokio::sync::Mutex<()>,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     data_visible: Arc<Notify>,
+    /// Set for a replicated partition (cluster mode).
+    replica: Option<ReplicaLink>,
+    /// A replicated partition's committed end offset: its high watermark.
+    committed_end: watch::Sender<i64>,
+    leadership: watch::Sender<Leadership>,
 }
 
 impl Partition {
@@ -80,6 +111,30 @@ impl Partition {
         log_config: LogConfig,
         flush_policy: FlushPolicy,
         data_visible: Arc<Notify>,
+    ) -> Result<Arc<Self>, LogError> {
+        Self::open_replica(
+            seams,
+            topic,
+            index,
+            directory,
+            log_config,
+            flush_policy,
+            data_visible,
+            None,
+        )
+    }
+
+    /// Opens a partition; with a link, one replica of a replicated partition.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_replica(
+        seams: &Seams,
+        topic: &str,
+        index: i32,
+        directory: PathBuf,
+        log_config: LogConfig,
+        flush_policy: FlushPolicy,
+        data_visible: Arc<Notify>,
+        replica: Option<ReplicaLink>,
     ) -> Result<Arc<Self>, LogError> {
         let wall_ms = seams.clock.wall_ms();
         let (log, _report) =
@@ -109,12 +164,61 @@ impl Partition {
                 log,
                 producers,
                 offline: None,
+                writable_term: None,
             }),
             durable_end: watch::channel(durable).0,
             sync_requested: Notify::new(),
             sync_turn: tokio::sync::Mutex::new(()),
             data_visible,
+            replica,
+            committed_end: watch::channel(0).0,
+            leadership: watch::channel(Leadership::default()).0,
         }))
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    pub fn group(&self) -> Option<GroupId> {
+        self.replica.as_ref().map(|link| link.group)
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        *self.leadership.borrow()
+    }
+
+    /// Why this broker may not serve reads of the partition for a client that believes the
+    /// leader epoch is `current_leader_epoch` (-1: unknown), in Kafka's terms; `None` if it may.
+    pub fn read_refusal(
+        &self,
+        node_id: NodeId,
+        current_leader_epoch: i32,
+    ) -> Option<kafka_protocol::error::ResponseError> {
+        use kafka_protocol::error::ResponseError;
+        if !self.is_replicated() {
+            return None;
+        }
+        let leadership = self.leadership();
+        if leadership.leader != Some(node_id) {
+            return Some(ResponseError::NotLeaderOrFollower);
+        }
+        if current_leader_epoch >= 0 {
+            let term = leadership.term;
+            let epoch = u64::try_from(current_leader_epoch).unwrap_or(0);
+            if epoch < term {
+                return Some(ResponseError::FencedLeaderEpoch);
+            }
+            if epoch > term {
+                return Some(ResponseError::UnknownLeaderEpoch);
+            }
+        }
+        None
+    }
+
+    /// Whether this broker serves produce and fetch for the partition.
+    pub fn is_leader_here(&self, node_id: NodeId) -> bool {
+        !self.is_replicated() || self.leadership().leader == Some(node_id)
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionState> {
@@ -154,7 +258,64 @@ impl Partition {
                 });
             }
         }
-        let info = state.log.append(batch, 0, wall_ms)?;
+        let info = match &self.replica {
+            None => state.log.append(batch, 0, wall_ms)?,
+            Some(link) => {
+                let limit = u64::from(state.log.config().max_message_bytes)
+                    .min(state.log.config().segment_bytes);
+                // Checked before proposing: once the core has assigned indexes, the batch must
+                // land in the log.
+                if batch.len() as u64 > limit {
+                    return Err(LogError::RecordTooLarge {
+                        bytes: batch.len(),
+                        limit,
+                    }
+                    .into());
+                }
+                let span = {
+                    let mut groups = link.raft.lock();
+                    let now_ms = link.raft.now_ms();
+                    let node = groups
+                        .get_mut(link.group)
+                        .ok_or(PartitionError::NotLeader { leader: None })?;
+                    if !node.is_leader() || state.writable_term != Some(node.term()) {
+                        return Err(PartitionError::NotLeader {
+                            leader: node
+                                .leader()
+                                .filter(|leader| !node.is_leader() || *leader != node.node_id()),
+                        });
+                    }
+                    let count = u64::try_from(header.last_offset_delta).unwrap_or(0) + 1;
+                    node.propose(now_ms, count).map_err(|error| match error {
+                        ProposeError::NotLeader { leader } => PartitionError::NotLeader { leader },
+                        ProposeError::TransferInProgress => {
+                            PartitionError::NotLeader { leader: None }
+                        }
+                        ProposeError::InvalidSize { .. } => {
+                            PartitionError::Replication(error.to_string())
+                        }
+                    })?
+                };
+                assert_eq!(
+                    state.log.log_end_offset(),
+                    index_to_offset(span.first_index),
+                    "the leader's log and its Raft log agree on the next offset"
+                );
+                match state.log.append(batch, term_as_epoch(span.term), wall_ms) {
+                    Ok(info) => {
+                        link.raft.wake.notify_one();
+                        info
+                    }
+                    Err(error) => {
+                        // The core holds indexes the log does not: stop serving this replica.
+                        tracing::error!(topic = %self.topic, partition = self.index, %error,
+                            "append after a proposal failed; taking the replica offline");
+                        state.offline = Some(error.to_string());
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
         if idempotent {
             state.producers.record_append(
                 header.producer_id,
@@ -167,11 +328,297 @@ impl Partition {
             );
         }
         drop(state);
-        match self.flush_policy {
-            FlushPolicy::Sync => self.sync_requested.notify_one(),
-            FlushPolicy::Interval { .. } => self.data_visible.notify_waiters(),
+        if self.replica.is_none() {
+            match self.flush_policy {
+                FlushPolicy::Sync => self.sync_requested.notify_one(),
+                FlushPolicy::Interval { .. } => self.data_visible.notify_waiters(),
+            }
         }
         Ok(AppendOutcome::Appended(info))
+    }
+
+    /// Waits until a produce with `acks` may be acknowledged through `end_offset`: for a
+    /// replicated partition with acks=-1, committed by the quorum; otherwise durable here (the
+    /// sync policy) or at once (the interval policy). Returns whether that happened in time;
+    /// a replica that loses leadership meanwhile answers NOT_LEADER_OR_FOLLOWER.
+    pub async fn wait_acknowledgeable(
+        &self,
+        end_offset: i64,
+        acks: i16,
+        timeout: Duration,
+    ) -> Result<bool, PartitionError> {
+        if self.replica.is_none() || acks != -1 {
+            if self.flush_policy == FlushPolicy::Sync || self.replica.is_some() {
+                return self.wait_durable(end_offset, timeout).await;
+            }
+            return Ok(true);
+        }
+        let term = self.leadership().term;
+        let mut committed = self.committed_end.subscribe();
+        let mut leadership = self.leadership.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if *committed.borrow_and_update() >= end_offset {
+                    return Ok(());
+                }
+                let current = *leadership.borrow_and_update();
+                if current.term != term {
+                    return Err(PartitionError::NotLeader {
+                        leader: current.leader,
+                    });
+                }
+                tokio::select! {
+                    biased;
+                    changed = committed.changed() => if changed.is_err() { return Ok(()) },
+                    changed = leadership.changed() => if changed.is_err() { return Ok(()) },
+                }
+            }
+        })
+        .await;
+        if let Some(reason) = &self.lock().offline {
+            return Err(PartitionError::Offline(reason.clone()));
+        }
+        match waited {
+            Ok(Ok(())) => Ok(*self.committed_end.borrow() >= end_offset),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Ok(false),
+        }
+    }
+
+    // --- The replication driver's side of a replicated partition. ---
+
+    /// The Raft state this replica recovers with: its hard state file and the term runs of its
+    /// log (each batch's partition leader epoch).
+    pub fn recover_raft_state(
+        &self,
+        disk: &dyn Disk,
+    ) -> Result<(HardState, LogTerms), PartitionError> {
+        let hard_state = load_hard_state(disk, &self.directory)?;
+        let state = self.lock();
+        let mut runs: Vec<TermRun> = Vec::new();
+        let mut last_index: LogIndex = 0;
+        state
+            .log
+            .for_each_batch(state.log.log_start_offset(), |header| {
+                let term = epoch_as_term(header.partition_leader_epoch);
+                if runs.last().is_none_or(|run| run.term != term) {
+                    // Retention may have removed the log's start: the first run is taken to
+                    // begin at index 1 (a follower that far behind cannot be caught up without
+                    // a snapshot, which is not implemented).
+                    let first_index = if runs.is_empty() {
+                        1
+                    } else {
+                        offset_to_index(header.base_offset)
+                    };
+                    runs.push(TermRun { term, first_index });
+                }
+                last_index = offset_to_index(header.last_offset());
+            })?;
+        if runs.iter().any(|run| run.term == 0)
+            || runs.windows(2).any(|pair| pair[0].term >= pair[1].term)
+        {
+            return Err(PartitionError::Replication(format!(
+                "{} holds batches without increasing leader epochs: not a replicated log",
+                self.directory.display()
+            )));
+        }
+        let hard_state = HardState {
+            term: hard_state.term.max(runs.last().map_or(0, |run| run.term)),
+            ..hard_state
+        };
+        Ok((hard_state, LogTerms::from_runs(runs, last_index)))
+    }
+
+    /// Makes the hard state durable (written to a temporary file, synced, renamed).
+    pub fn store_hard_state(
+        &self,
+        disk: &dyn Disk,
+        hard_state: HardState,
+    ) -> Result<(), PartitionError> {
+        let text = serde_json::json!({
+            "term": hard_state.term,
+            "voted_for": hard_state.voted_for,
+        })
+        .to_string();
+        disk::write_atomically(disk, &self.directory.join(HARD_STATE_FILE), text.as_bytes())
+            .map_err(|error| PartitionError::Offline(format!("writing the Raft state: {error}")))
+    }
+
+    /// A new leader's marker: a control batch at `index` in `term`, after which produce
+    /// requests are accepted.
+    pub fn write_leader_marker(
+        &self,
+        index: LogIndex,
+        term: Term,
+        wall_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let mut state = self.lock();
+        if state.log.log_end_offset() != index_to_offset(index) {
+            return Err(PartitionError::Replication(format!(
+                "leader marker at index {index} but the log ends at offset {}",
+                state.log.log_end_offset()
+            )));
+        }
+        let marker = leader_marker_batch(wall_ms);
+        state.log.append(&marker, term_as_epoch(term), wall_ms)?;
+        state.writable_term = Some(term);
+        Ok(())
+    }
+
+    /// A follower writes the batches of `span` from an append's payload (which may begin with
+    /// batches it already holds).
+    pub fn write_replicated(
+        &self,
+        payload: &[u8],
+        span: EntrySpan,
+        wall_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.offline {
+            return Err(PartitionError::Offline(reason.clone()));
+        }
+        let start = index_to_offset(span.first_index);
+        let end = index_to_offset(span.last_index) + 1;
+        if state.log.log_end_offset() != start {
+            return Err(PartitionError::Replication(format!(
+                "entries from offset {start} but the log ends at {}",
+                state.log.log_end_offset()
+            )));
+        }
+        for batch in record_batch::split_batches(payload) {
+            let batch = batch.map_err(|error| PartitionError::Replication(error.to_string()))?;
+            let header = record_batch::validate(batch)
+                .map_err(|error| PartitionError::Replication(error.to_string()))?;
+            if header.last_offset() < start {
+                continue;
+            }
+            if header.base_offset != state.log.log_end_offset()
+                || epoch_as_term(header.partition_leader_epoch) != span.term
+                || header.last_offset() >= end
+            {
+                return Err(PartitionError::Replication(format!(
+                    "batch at {} (epoch {}) does not fit entries {start}..{end} of term {}",
+                    header.base_offset, header.partition_leader_epoch, span.term
+                )));
+            }
+            state
+                .log
+                .append(batch, header.partition_leader_epoch, wall_ms)?;
+            if header.producer_id >= 0 {
+                state.producers.replay(
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                    last_sequence(&header),
+                    header.base_offset,
+                    header.last_offset(),
+                    header.max_timestamp,
+                );
+            }
+        }
+        if state.log.log_end_offset() != end {
+            return Err(PartitionError::Replication(format!(
+                "payload ended at offset {} short of {end}",
+                state.log.log_end_offset()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A follower drops a divergent suffix from `index` on, and rebuilds its producer state.
+    pub async fn truncate_from_index(&self, index: LogIndex) -> Result<(), PartitionError> {
+        let _turn = self.sync_turn.lock().await;
+        let mut state = self.lock();
+        let offset = index_to_offset(index);
+        assert!(
+            offset >= *self.committed_end.borrow(),
+            "a committed entry is never truncated"
+        );
+        state.log.truncate_to(offset)?;
+        let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
+        state
+            .log
+            .for_each_batch(state.log.log_start_offset(), |header| {
+                if header.producer_id >= 0 {
+                    producers.replay(
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.base_sequence,
+                        last_sequence(header),
+                        header.base_offset,
+                        header.last_offset(),
+                        header.max_timestamp,
+                    );
+                }
+            })?;
+        state.producers = producers;
+        let end = state.log.durable_end_offset();
+        drop(state);
+        self.durable_end.send_replace(end);
+        Ok(())
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` and within one leader
+    /// epoch, for an append to a follower. Ignores the high watermark.
+    pub fn read_for_replication(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, PartitionError> {
+        let state = self.lock();
+        let bytes = state
+            .log
+            .read(offset, max_bytes, state.log.log_end_offset())?;
+        drop(state);
+        // Cut at the first change of epoch: one append carries one term.
+        let mut first_epoch = None;
+        let mut length = 0;
+        for batch in record_batch::split_batches(&bytes) {
+            let batch = batch.map_err(|error| PartitionError::Replication(error.to_string()))?;
+            let header = RecordBatchHeader::parse(batch)
+                .map_err(|error| PartitionError::Replication(error.to_string()))?;
+            if *first_epoch.get_or_insert(header.partition_leader_epoch)
+                != header.partition_leader_epoch
+            {
+                break;
+            }
+            length += batch.len();
+        }
+        Ok(bytes.slice(..length))
+    }
+
+    /// Stops serving after a replication step failed: the replica's log and its Raft state may
+    /// disagree, so it answers nothing until a restart recovers both from disk.
+    pub fn take_offline(&self, reason: String) {
+        self.lock().offline.get_or_insert(reason);
+        self.durable_end.send_modify(|_| {});
+        self.leadership.send_modify(|_| {});
+    }
+
+    /// The committed end moved (the quorum's commit index).
+    pub fn set_committed(&self, up_to_index: LogIndex) {
+        let end = index_to_offset(up_to_index) + 1;
+        let moved = self.committed_end.send_if_modified(|committed| {
+            if end > *committed {
+                *committed = end;
+                true
+            } else {
+                false
+            }
+        });
+        if moved {
+            self.data_visible.notify_waiters();
+        }
+    }
+
+    pub fn set_leadership(&self, leadership: Leadership) {
+        {
+            let mut state = self.lock();
+            if state.writable_term != Some(leadership.term) {
+                state.writable_term = None;
+            }
+        }
+        self.leadership.send_replace(leadership);
     }
 
     /// Waits until every offset below `end_offset` is durable, or the timeout passes. Returns
@@ -266,6 +713,9 @@ impl Partition {
 
     /// The end of what consumers may read.
     pub fn high_watermark(&self) -> i64 {
+        if self.replica.is_some() {
+            return *self.committed_end.borrow();
+        }
         let state = self.lock();
         match self.flush_policy {
             FlushPolicy::Sync => state.log.durable_end_offset(),
@@ -346,6 +796,92 @@ impl Partition {
         }
         state.offline = Some("the broker is shutting down".to_string());
     }
+}
+
+/// The replica's Raft hard state (term and vote), beside its segments.
+pub const HARD_STATE_FILE: &str = crate::log::recovery::RAFT_STATE_FILE_NAME;
+
+fn load_hard_state(
+    disk: &dyn Disk,
+    directory: &std::path::Path,
+) -> Result<HardState, PartitionError> {
+    let path = directory.join(HARD_STATE_FILE);
+    let bytes = match disk::read_whole(disk, &path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(HardState::default())
+        }
+        Err(error) => {
+            return Err(PartitionError::Offline(format!(
+                "reading {}: {error}",
+                path.display()
+            )))
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        term: u64,
+        voted_for: Option<u64>,
+    }
+    let stored: Stored = serde_json::from_slice(&bytes).map_err(|error| {
+        PartitionError::Replication(format!("{} is corrupt: {error}", path.display()))
+    })?;
+    Ok(HardState {
+        term: stored.term,
+        voted_for: stored.voted_for,
+    })
+}
+
+/// Kafka offset `o` is Raft index `o + 1`.
+pub fn index_to_offset(index: LogIndex) -> i64 {
+    i64::try_from(index).expect("indexes fit in an offset") - 1
+}
+
+pub fn offset_to_index(offset: i64) -> LogIndex {
+    LogIndex::try_from(offset + 1).expect("offsets are not negative")
+}
+
+fn term_as_epoch(term: Term) -> i32 {
+    i32::try_from(term).expect("a term fits in a partition leader epoch")
+}
+
+/// Batches written before replication (epoch -1 or 0) map to term 0, which no replicated log
+/// may hold.
+fn epoch_as_term(epoch: i32) -> Term {
+    Term::try_from(epoch.max(0)).expect("not negative")
+}
+
+/// A control batch with one record, as Kafka's transaction markers: every client skips control
+/// batches, so consumers never see the marker, only a gap of one offset.
+fn leader_marker_batch(wall_ms: i64) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: wall_ms,
+        // Control record key: version 0, type 1 (a commit marker with no transaction to commit).
+        key: Some(Bytes::from_static(&[0, 0, 0, 1])),
+        // Marker value: version 0, coordinator epoch 0.
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        headers: Default::default(),
+    };
+    let mut buffer = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &[record], &options)
+        .expect("encoding one record into memory cannot fail");
+    buffer.freeze()
 }
 
 /// A sync slower than this is logged: under the sync policy, produce latency is at least this.

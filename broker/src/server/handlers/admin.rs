@@ -37,7 +37,8 @@ fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicationFactor(..) => ResponseError::InvalidReplicationFactor,
+        TopicError::NotApplied(_) => ResponseError::RequestTimedOut,
         TopicError::TooManyTopics => ResponseError::PolicyViolation,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }

@@ -60,6 +60,12 @@ fn read_once(
                 ));
                 continue;
             };
+            let node = broker.node_id();
+            if let Some(refusal) = partition.read_refusal(node, wanted.current_leader_epoch) {
+                any_error = true;
+                partitions.push(partition_data(index, refusal));
+                continue;
+            }
             let remaining = response_budget.saturating_sub(total);
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
             if limit == 0 && total > 0 {

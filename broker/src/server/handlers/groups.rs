@@ -12,6 +12,10 @@ use crate::server::broker::Broker;
 use crate::server::connection::Peer;
 use crate::server::groups;
 
+/// Group requests reaching a broker that does not coordinate groups now: the client finds
+/// the coordinator again.
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -24,18 +28,28 @@ pub fn find_coordinator(
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let host = StrBytes::from_string(broker.config.advertised_host.clone());
-    let port = i32::from(broker.config.advertised_port);
-    let node = BrokerId(broker.identity.node_id);
+    let coordinator = broker.group_coordinator();
+    let (node, host, port) = match &coordinator {
+        Some((node, host, port)) => (
+            BrokerId(*node),
+            StrBytes::from_string(host.clone()),
+            i32::from(*port),
+        ),
+        None => (BrokerId(-1), StrBytes::from_static_str(""), -1),
+    };
     let unsupported = request.key_type != KEY_TYPE_GROUP;
-    let error = if unsupported {
+    let error = if unsupported || coordinator.is_none() {
         ResponseError::CoordinatorNotAvailable.code()
     } else {
         0
     };
     // Error messages are on the wire from version 1.
-    let message = (unsupported && version >= 1).then(|| {
-        StrBytes::from_static_str("only group coordinators exist; transactions are not supported")
+    let message = (version >= 1 && error != 0).then(|| {
+        StrBytes::from_static_str(if unsupported {
+            "only group coordinators exist; transactions are not supported"
+        } else {
+            "no group coordinator is elected yet"
+        })
     });
     if version >= 4 {
         let coordinators = request
@@ -68,6 +82,9 @@ pub async fn join_group(
     client_id: &str,
     peer: &Peer,
 ) -> JoinGroupResponse {
+    if !broker.is_group_coordinator() {
+        return JoinGroupResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let service = &broker.groups;
     let (token, receiver) = service.register();
     let seed = broker.seams.random.next_u64();
@@ -94,6 +111,9 @@ pub async fn sync_group(
     version: i16,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if !broker.is_group_coordinator() {
+        return SyncGroupResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let service = &broker.groups;
     let (token, receiver) = service.register();
     let outputs = service
@@ -112,6 +132,9 @@ pub fn heartbeat(
     version: i16,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    if !broker.is_group_coordinator() {
+        return HeartbeatResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     broker
         .groups
         .coordinator()
@@ -123,6 +146,9 @@ pub fn leave_group(
     version: i16,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if !broker.is_group_coordinator() {
+        return LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let (response, outputs) =
         broker
             .groups
@@ -137,6 +163,28 @@ pub async fn offset_commit(
     version: i16,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    if !broker.is_group_coordinator() {
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                offset_commit_response::OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(
+                        topic
+                            .partitions
+                            .iter()
+                            .map(|partition| {
+                                offset_commit_response::OffsetCommitResponsePartition::default()
+                                    .with_partition_index(partition.partition_index)
+                                    .with_error_code(NOT_COORDINATOR)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetCommitResponse::default().with_topics(topics);
+    }
     let prepared =
         broker
             .groups
@@ -166,6 +214,27 @@ pub fn offset_fetch(
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    if !broker.is_group_coordinator() {
+        if version >= 8 {
+            let groups = request
+                .groups
+                .iter()
+                .map(|group| {
+                    offset_fetch_response::OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id.clone())
+                        .with_error_code(NOT_COORDINATOR)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        // Versions 0 and 1 carry the error per partition only; clients of those versions
+        // re-find the coordinator on any error.
+        return OffsetFetchResponse::default().with_error_code(if version >= 2 {
+            NOT_COORDINATOR
+        } else {
+            0
+        });
+    }
     broker.groups.coordinator().offset_fetch(version, &request)
 }
 
@@ -182,6 +251,18 @@ pub fn describe_groups(
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    if !broker.is_group_coordinator() {
+        let groups = request
+            .groups
+            .iter()
+            .map(|group| {
+                describe_groups_response::DescribedGroup::default()
+                    .with_group_id(group.clone())
+                    .with_error_code(NOT_COORDINATOR)
+            })
+            .collect();
+        return DescribeGroupsResponse::default().with_groups(groups);
+    }
     broker
         .groups
         .coordinator()
@@ -193,6 +274,18 @@ pub async fn delete_groups(
     version: i16,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
+    if !broker.is_group_coordinator() {
+        let results = request
+            .groups_names
+            .iter()
+            .map(|group| {
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(group.clone())
+                    .with_error_code(NOT_COORDINATOR)
+            })
+            .collect();
+        return DeleteGroupsResponse::default().with_results(results);
+    }
     // The coordinator forgets the groups at once; the tombstones must be durable before the
     // client hears of it, or a restart would bring the offsets back.
     let (mut response, records) = broker.groups.coordinator().delete_groups(version, &request);

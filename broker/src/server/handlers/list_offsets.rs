@@ -29,21 +29,35 @@ pub fn list_offsets(
                 .partitions
                 .into_iter()
                 .map(|asked| {
-                    let response = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(asked.partition_index)
-                        // Leader epochs exist on the wire from version 4.
-                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     let partition = topic.as_ref().and_then(|topic| {
                         usize::try_from(asked.partition_index)
                             .ok()
                             .and_then(|i| topic.partitions.get(i))
                     });
+                    let epoch = partition.map_or(0, |partition| {
+                        i32::try_from(partition.leadership().term).unwrap_or(i32::MAX)
+                    });
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(asked.partition_index)
+                        // Leader epochs exist on the wire from version 4.
+                        .with_leader_epoch(if version >= 4 { epoch } else { -1 });
                     let Some(partition) = partition else {
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_offset(-1)
                             .with_timestamp(-1);
                     };
+                    let current_epoch = if version >= 4 {
+                        asked.current_leader_epoch
+                    } else {
+                        -1
+                    };
+                    if let Some(refusal) = partition.read_refusal(broker.node_id(), current_epoch) {
+                        return response
+                            .with_error_code(refusal.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1);
+                    }
                     match asked.timestamp {
                         LATEST_TIMESTAMP => response
                             .with_offset(partition.high_watermark())

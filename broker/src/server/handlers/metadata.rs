@@ -1,4 +1,5 @@
-//! Metadata: the one broker, and each topic's partitions led by it.
+//! Metadata: the live brokers, and each topic's partitions with their leaders and epochs (a
+//! single broker leads everything, at epoch 0).
 
 use std::sync::Arc;
 
@@ -16,22 +17,61 @@ pub const METADATA_TOPICS_MAX: usize = 10_000;
 
 fn describe_topic(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.identity.node_id);
+    let cluster = broker.cluster.get();
+    let live: Vec<i32> = match cluster {
+        Some(cluster) => cluster
+            .live_brokers()
+            .iter()
+            .map(|live| live.node_id as i32)
+            .collect(),
+        None => vec![node.0],
+    };
+    let replicas: Vec<BrokerId> = match cluster {
+        Some(cluster) => cluster
+            .voters
+            .iter()
+            .map(|voter| BrokerId(voter.node_id))
+            .collect(),
+        None => vec![node],
+    };
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
-            let error = if partition.is_offline() {
+            let leadership = partition.leadership();
+            let (leader, epoch) = if partition.is_replicated() {
+                let leader = leadership
+                    .leader
+                    .map(|leader| leader as i32)
+                    .filter(|leader| live.contains(leader))
+                    .unwrap_or(-1);
+                (
+                    BrokerId(leader),
+                    i32::try_from(leadership.term).unwrap_or(i32::MAX),
+                )
+            } else {
+                (node, 0)
+            };
+            let error = if partition.is_offline() && leader == node {
                 ResponseError::KafkaStorageError.code()
+            } else if leader.0 < 0 {
+                ResponseError::LeaderNotAvailable.code()
             } else {
                 0
             };
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(partition.index)
-                .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(leader)
+                .with_leader_epoch(if version >= 7 { epoch } else { -1 })
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(
+                    replicas
+                        .iter()
+                        .copied()
+                        .filter(|replica| live.contains(&replica.0))
+                        .collect(),
+                )
         })
         .collect();
     MetadataResponseTopic::default()
@@ -104,18 +144,37 @@ pub async fn metadata(
         }
         described
     };
+    let (brokers, cluster_id, controller) = match broker.cluster.get() {
+        Some(cluster) => (
+            cluster
+                .live_brokers()
+                .into_iter()
+                .map(|live| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(live.node_id as i32))
+                        .with_host(StrBytes::from_string(live.host))
+                        .with_port(i32::from(live.port))
+                })
+                .collect(),
+            cluster.cluster_id.clone(),
+            // Any broker forwards topic changes to the active controller, so before one is
+            // elected this broker names itself rather than leave admin clients waiting.
+            cluster
+                .controller()
+                .map_or(broker.identity.node_id, |controller| controller as i32),
+        ),
+        None => (
+            vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.identity.node_id))
+                .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+                .with_port(i32::from(broker.config.advertised_port))],
+            broker.identity.cluster_id.clone(),
+            broker.identity.node_id,
+        ),
+    };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.identity.node_id))
-            .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
-            .with_port(i32::from(broker.config.advertised_port))])
-        .with_cluster_id(
-            (version >= 2).then(|| StrBytes::from_string(broker.identity.cluster_id.clone())),
-        )
-        .with_controller_id(BrokerId(if version >= 1 {
-            broker.identity.node_id
-        } else {
-            -1
-        }))
+        .with_brokers(brokers)
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(cluster_id)))
+        .with_controller_id(BrokerId(if version >= 1 { controller } else { -1 }))
         .with_topics(topics)
 }

@@ -9,7 +9,6 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::config::FlushPolicy;
 use crate::log::record_batch;
 use crate::server::broker::{Broker, TopicError};
 use crate::server::partition::{AppendOutcome, Partition, PartitionError};
@@ -44,6 +43,8 @@ fn partition_error_code(error: &PartitionError) -> ResponseError {
             .unwrap_or(ResponseError::UnknownServerError),
         PartitionError::Log(log) => log.kafka_error(),
         PartitionError::Offline(_) => ResponseError::KafkaStorageError,
+        PartitionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        PartitionError::Replication(_) => ResponseError::KafkaStorageError,
     }
 }
 
@@ -136,7 +137,6 @@ pub async fn produce(
 pub struct AppendedProduce {
     version: i16,
     acks: i16,
-    flush_policy: FlushPolicy,
     timeout: Duration,
     topics: Vec<TopicProduceResponse>,
     /// (partition slot, topic slot, (partition, end offset to wait for)).
@@ -217,7 +217,6 @@ pub async fn append(
     AppendedProduce {
         version,
         acks,
-        flush_policy: broker.config.flush_policy,
         timeout: Duration::from_millis(
             (request.timeout_ms.max(0) as u64).min(PRODUCE_TIMEOUT_MS_MAX),
         ),
@@ -233,7 +232,6 @@ impl AppendedProduce {
         let AppendedProduce {
             version,
             acks,
-            flush_policy,
             timeout,
             mut topics,
             waits,
@@ -241,11 +239,14 @@ impl AppendedProduce {
         if acks == 0 {
             return None;
         }
-        if flush_policy == FlushPolicy::Sync {
+        {
             for (partition_slot, topic_slot, (partition, end_offset)) in waits {
                 let response: &mut PartitionProduceResponse =
                     &mut topics[topic_slot].partition_responses[partition_slot];
-                match partition.wait_durable(end_offset, timeout).await {
+                match partition
+                    .wait_acknowledgeable(end_offset, acks, timeout)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         response.error_code = ResponseError::RequestTimedOut.code();
@@ -254,7 +255,7 @@ impl AppendedProduce {
                         ));
                     }
                     Err(error) => {
-                        response.error_code = ResponseError::KafkaStorageError.code();
+                        response.error_code = partition_error_code(&error).code();
                         response.error_message = Some(StrBytes::from_string(error.to_string()));
                     }
                 }

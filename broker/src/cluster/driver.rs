@@ -1,0 +1,432 @@
+//! The cluster driver: the one task that moves every Raft group of this broker.
+//!
+//! Each turn: take the peers' frames (up to a bound), tick and step every group, flush, then
+//! execute the commands in order (truncate, leader marker, write a follower's entries, persist
+//! the hard state), sync every partition that was written (one sync per partition per turn,
+//! however many proposals it covers: group commit), report what is durable, and only then send
+//! the envelopes, with each append's record batches read from the log. Nothing leaves this
+//! broker before what it claims is durable (the ordering contract of `consensus`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::metadata::METADATA_GROUP;
+use super::peer_wire::{self, PeerFrame};
+use super::{replicas, Cluster};
+use crate::consensus::{
+    Command, EntrySpan, GroupId, GroupSetOutput, LogIndex, Message, NodeId, Term,
+};
+use crate::io::tasks;
+use crate::log::record_batch::{self, RecordBatchHeader};
+use crate::server::broker::OFFSETS_TOPIC;
+use crate::server::partition::{index_to_offset, offset_to_index, Leadership, Partition};
+use crate::server::{groups, Broker};
+
+/// Bytes of record batches one append carries to one follower.
+pub const APPEND_PAYLOAD_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Frames taken from the inbox per turn.
+pub const INBOX_FRAMES_PER_TURN_MAX: usize = 256;
+/// Rounds of execute / sync / report per turn; each round's reports may produce more commands.
+pub const ROUNDS_PER_TURN_MAX: usize = 8;
+/// The longest the driver sleeps without a tick.
+pub const TICK_INTERVAL_MS_MAX: u64 = 50;
+
+/// Payloads of the appends stepped this turn, by group and last index of the append's span.
+type Payloads = BTreeMap<(GroupId, LogIndex), Bytes>;
+
+struct Driver {
+    broker: Arc<Broker>,
+    cluster: Arc<Cluster>,
+    /// The next metadata offset to apply.
+    metadata_applied: i64,
+    offsets_topic_requested: bool,
+    /// Commands left over by the round limit of the previous turn.
+    carried: Option<GroupSetOutput>,
+}
+
+pub async fn run(
+    broker: Arc<Broker>,
+    cluster: Arc<Cluster>,
+    mut inbox: mpsc::Receiver<PeerFrame>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut driver = Driver {
+        broker,
+        cluster,
+        metadata_applied: 0,
+        offsets_topic_requested: false,
+        carried: None,
+    };
+    loop {
+        let raft = driver.cluster.raft.clone();
+        let now_ms = raft.now_ms();
+        let deadline = raft.lock().next_deadline_ms().unwrap_or(u64::MAX);
+        let sleep_ms = deadline
+            .saturating_sub(now_ms)
+            .clamp(1, TICK_INTERVAL_MS_MAX);
+        let mut frames = Vec::new();
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+            frame = inbox.recv() => match frame {
+                Some(frame) => frames.push(frame),
+                None => return,
+            },
+            _ = raft.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+        }
+        while frames.len() < INBOX_FRAMES_PER_TURN_MAX {
+            match inbox.try_recv() {
+                Ok(frame) => frames.push(frame),
+                Err(_) => break,
+            }
+        }
+        driver.turn(frames).await;
+    }
+}
+
+impl Driver {
+    async fn turn(&mut self, frames: Vec<PeerFrame>) {
+        let mut payloads = Payloads::new();
+        let output = {
+            let raft = &self.cluster.raft;
+            let mut groups = raft.lock();
+            let now_ms = raft.now_ms();
+            groups.tick(now_ms);
+            for frame in frames {
+                match frame {
+                    PeerFrame::Raft {
+                        envelope,
+                        payloads: attached,
+                    } => {
+                        for ((group, message), payload) in envelope.messages.iter().zip(attached) {
+                            if let (
+                                Message::Append {
+                                    entries: Some(span),
+                                    ..
+                                },
+                                Some(payload),
+                            ) = (message, payload)
+                            {
+                                payloads.insert((*group, span.last_index), payload);
+                            }
+                        }
+                        groups.step(now_ms, envelope);
+                    }
+                    PeerFrame::ProposeMetadata { record, .. } => {
+                        // Proposed outside the lock below; a forwarded record that finds this
+                        // broker no longer the controller is dropped (the sender retries).
+                        drop(groups);
+                        let partition = self.cluster.metadata_partition();
+                        if let Err(error) = self.cluster.append_metadata(&partition, &record) {
+                            tracing::debug!(%error, "forwarded metadata record not proposed");
+                        }
+                        groups = raft.lock();
+                    }
+                    PeerFrame::Hello { .. } => {}
+                }
+            }
+            let flushed = groups.flush();
+            match self.carried.take() {
+                None => flushed,
+                Some(mut carried) => {
+                    carried.commands.extend(flushed.commands);
+                    carried.envelopes.extend(flushed.envelopes);
+                    carried
+                }
+            }
+        };
+        self.execute(output, &payloads).await;
+    }
+
+    async fn execute(&mut self, mut output: GroupSetOutput, payloads: &Payloads) {
+        for _ in 0..ROUNDS_PER_TURN_MAX {
+            if output.commands.is_empty() && output.envelopes.is_empty() {
+                return;
+            }
+            let mut written: BTreeMap<GroupId, EntrySpan> = BTreeMap::new();
+            let mut metadata_committed = false;
+            for (group, command) in std::mem::take(&mut output.commands) {
+                let Some(partition) = self.cluster.replica(group) else {
+                    continue;
+                };
+                if self
+                    .run_command(group, &partition, command, payloads, &mut written)
+                    .await
+                {
+                    metadata_committed |= group == METADATA_GROUP;
+                }
+            }
+            // Make every write of this round durable before anything is sent.
+            let mut persisted = Vec::new();
+            for (group, span) in written {
+                let Some(partition) = self.cluster.replica(group) else {
+                    continue;
+                };
+                if partition.sync_once(&self.broker.seams.disk).await {
+                    persisted.push((group, span.last_index, span.term));
+                }
+            }
+            self.send(std::mem::take(&mut output.envelopes));
+            if metadata_committed {
+                self.apply_metadata().await;
+            }
+            let raft = &self.cluster.raft;
+            let mut groups = raft.lock();
+            let now_ms = raft.now_ms();
+            for (group, last_index, term) in persisted {
+                groups.persisted(now_ms, group, last_index, term);
+            }
+            output = groups.flush();
+        }
+        // Whatever is left opens the next turn, before anything flushed then.
+        if !output.commands.is_empty() || !output.envelopes.is_empty() {
+            tracing::debug!("driver round limit reached; continuing next turn");
+            self.carried = Some(output);
+            self.cluster.raft.wake.notify_one();
+        }
+    }
+
+    /// Executes one command; returns whether it was a commit.
+    async fn run_command(
+        &mut self,
+        group: GroupId,
+        partition: &Arc<Partition>,
+        command: Command,
+        payloads: &Payloads,
+        written: &mut BTreeMap<GroupId, EntrySpan>,
+    ) -> bool {
+        let wall_ms = self.broker.seams.clock.wall_ms();
+        let result = match command {
+            Command::TruncateLogFrom { index } => {
+                tracing::info!(topic = %partition.topic, partition = partition.index, index, "truncating a divergent suffix");
+                partition.truncate_from_index(index).await
+            }
+            Command::AppendLeaderMarker { index, term } => {
+                let result = partition.write_leader_marker(index, term, wall_ms);
+                if result.is_ok() {
+                    note_written(written, group, EntrySpan::new(index, index, term));
+                }
+                result
+            }
+            Command::Persist {
+                hard_state,
+                entries,
+            } => {
+                let mut result = Ok(());
+                if let Some(hard_state) = hard_state {
+                    let for_io = partition.clone();
+                    let disk = self.broker.seams.disk.clone();
+                    result = tasks::run_blocking(move || {
+                        for_io.store_hard_state(disk.as_ref(), hard_state)
+                    })
+                    .await;
+                }
+                if let (Ok(()), Some(span)) = (&result, entries) {
+                    // A leader's entries are in its log since the proposal; a follower's come
+                    // from the append just stepped.
+                    if partition.log_end_offset() <= index_to_offset(span.last_index) {
+                        result = match payloads.get(&(group, span.last_index)) {
+                            Some(payload) => partition.write_replicated(payload, span, wall_ms),
+                            None => Err(crate::server::partition::PartitionError::Replication(
+                                format!(
+                                    "no payload for entries {}..={}",
+                                    span.first_index, span.last_index
+                                ),
+                            )),
+                        };
+                    }
+                    if result.is_ok() {
+                        note_written(written, group, span);
+                    }
+                }
+                result
+            }
+            Command::Commit { up_to_index } => {
+                partition.set_committed(up_to_index);
+                return true;
+            }
+            Command::BecameLeader { term } => {
+                tracing::info!(topic = %partition.topic, partition = partition.index, term, "leading");
+                partition.set_leadership(Leadership {
+                    leader: Some(self.cluster.node_id),
+                    term,
+                });
+                Ok(())
+            }
+            Command::BecameFollower { term, leader } => {
+                let was_leader = partition.leadership().leader == Some(self.cluster.node_id);
+                partition.set_leadership(Leadership { leader, term });
+                if was_leader && partition.topic == OFFSETS_TOPIC {
+                    groups::resign(&self.broker);
+                }
+                Ok(())
+            }
+            Command::ReadyForRead { term, .. } => {
+                if partition.topic == OFFSETS_TOPIC {
+                    let broker = self.broker.clone();
+                    tasks::spawn(async move { groups::take_over(&broker, term).await });
+                }
+                if group == METADATA_GROUP {
+                    self.request_offsets_topic();
+                }
+                Ok(())
+            }
+            Command::Send { .. } => unreachable!("a group set returns sends in envelopes"),
+        };
+        if let Err(error) = result {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                "replication step failed; taking the replica offline");
+            partition.take_offline(error.to_string());
+        }
+        false
+    }
+
+    async fn apply_metadata(&mut self) {
+        let broker = self.broker.clone();
+        let cluster = self.cluster.clone();
+        let from = self.metadata_applied;
+        let applied =
+            tasks::run_blocking(move || replicas::apply_committed(&broker, &cluster, from)).await;
+        match applied {
+            Ok(next) => self.metadata_applied = next,
+            Err(error) => tracing::error!(%error, "applying the metadata log failed"),
+        }
+        if self.cluster.controller() == Some(self.cluster.node_id) {
+            self.request_offsets_topic();
+        }
+    }
+
+    /// The controller creates the offsets topic the first time the cluster runs.
+    fn request_offsets_topic(&mut self) {
+        if self.offsets_topic_requested || self.cluster.image().topics.contains_key(OFFSETS_TOPIC) {
+            return;
+        }
+        self.offsets_topic_requested = true;
+        let cluster = self.cluster.clone();
+        let id = uuid::Uuid::from_bytes(self.broker.seams.random.uuid_bytes());
+        tasks::spawn(async move {
+            let record = replicas::offsets_topic_record(id);
+            if let Err(error) = cluster
+                .change_metadata(record, |image| image.topics.contains_key(OFFSETS_TOPIC))
+                .await
+            {
+                tracing::warn!(%error, "creating the offsets topic failed; retried by the next controller");
+            }
+        });
+    }
+
+    /// Attaches each append's batches from the log and hands the frames to the links.
+    fn send(&self, envelopes: Vec<crate::consensus::Envelope>) {
+        for mut envelope in envelopes {
+            let mut payloads = Vec::with_capacity(envelope.messages.len());
+            let mut kept = Vec::with_capacity(envelope.messages.len());
+            for (group, message) in envelope.messages {
+                // A replica whose persist failed must not speak: its vote or acknowledgement
+                // may not be durable.
+                if self
+                    .cluster
+                    .replica(group)
+                    .is_none_or(|partition| partition.is_offline())
+                {
+                    continue;
+                }
+                match message {
+                    Message::Append {
+                        term,
+                        entries: Some(span),
+                        commit_index,
+                        sent_ms,
+                        ..
+                    } => match self.attach(group, span) {
+                        Some((previous_index, previous_term, span, payload)) => {
+                            kept.push((
+                                group,
+                                Message::Append {
+                                    term,
+                                    previous_index,
+                                    previous_term,
+                                    entries: Some(span),
+                                    commit_index,
+                                    sent_ms,
+                                },
+                            ));
+                            payloads.push(Some(payload));
+                        }
+                        None => continue,
+                    },
+                    other => {
+                        kept.push((group, other));
+                        payloads.push(None);
+                    }
+                }
+            }
+            envelope.messages = kept;
+            if envelope.messages.is_empty() {
+                continue;
+            }
+            let to: NodeId = envelope.to;
+            let frame = peer_wire::encode(&PeerFrame::Raft { envelope, payloads });
+            self.cluster.send_frame(to, frame);
+        }
+    }
+
+    /// The batches covering `span`, widened to whole batches (a batch is never split between
+    /// two appends) and cut at [`APPEND_PAYLOAD_BYTES_MAX`]; with the previous index and term of
+    /// the widened span. `None` when the log cannot supply them (the append is dropped; Raft
+    /// resends).
+    fn attach(
+        &self,
+        group: GroupId,
+        span: EntrySpan,
+    ) -> Option<(LogIndex, Term, EntrySpan, Bytes)> {
+        let partition = self.cluster.replica(group)?;
+        let payload = match partition
+            .read_for_replication(index_to_offset(span.first_index), APPEND_PAYLOAD_BYTES_MAX)
+        {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "cannot read entries for a follower");
+                return None;
+            }
+        };
+        let mut first: Option<RecordBatchHeader> = None;
+        let mut last: Option<RecordBatchHeader> = None;
+        for batch in record_batch::split_batches(&payload) {
+            let header = RecordBatchHeader::parse(batch.ok()?).ok()?;
+            first.get_or_insert(header);
+            last = Some(header);
+        }
+        let (first, last) = (first?, last?);
+        if first.partition_leader_epoch as Term != span.term {
+            tracing::error!(topic = %partition.topic, partition = partition.index, epoch = first.partition_leader_epoch, term = span.term,
+                "the log's epoch differs from the Raft term of the entries; not sending");
+            return None;
+        }
+        let widened = EntrySpan::new(
+            offset_to_index(first.base_offset),
+            offset_to_index(last.last_offset()),
+            span.term,
+        );
+        let previous_index = widened.first_index - 1;
+        let previous_term = self
+            .cluster
+            .raft
+            .lock()
+            .get(group)?
+            .log()
+            .term_at(previous_index)?;
+        Some((previous_index, previous_term, widened, payload))
+    }
+}
+
+fn note_written(written: &mut BTreeMap<GroupId, EntrySpan>, group: GroupId, span: EntrySpan) {
+    let entry = written.entry(group).or_insert(span);
+    if span.last_index >= entry.last_index {
+        *entry = span;
+    }
+}

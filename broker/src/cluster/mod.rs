@@ -1,0 +1,337 @@
+//! Cluster mode: this broker as one member of a replicated cluster (`controller.quorum.voters`).
+//!
+//! ```text
+//!   peers ──frames──► transport ──inbox──► driver ──► GroupSet (one RaftNode per group)
+//!                                            │  persist / truncate / leader markers ──► Partition logs
+//!                                            │  commit ──► high watermarks, acks=-1 answers
+//!                                            │  metadata commits ──► MetadataImage ──► topics
+//!   produce ──► Partition::append ──► propose ┘
+//! ```
+//!
+//! Every member is a voter of the metadata quorum (group 0, KRaft's combined mode) and holds a
+//! replica of every partition: the replication factor is the cluster size, at most
+//! [`crate::config::QUORUM_VOTERS_MAX`]. Each partition is its own Raft group. See
+//! `docs/replication.md` for the design and what is not done yet.
+
+mod driver;
+pub mod metadata;
+pub mod peer_wire;
+mod raft_set;
+mod replicas;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+pub use metadata::{MetadataImage, MetadataRecord, METADATA_GROUP, METADATA_TOPIC};
+pub use raft_set::RaftSet;
+
+use crate::config::{BrokerConfig, QuorumVoter};
+use crate::consensus::{GroupSet, NodeId};
+use crate::io::clock::Instant;
+use crate::io::{net, tasks};
+use crate::server::partition::{AppendOutcome, Partition, PartitionError};
+use crate::server::Broker;
+use peer_wire::PeerFrame;
+
+/// How long a topic change waits to be committed and applied here.
+pub const METADATA_CHANGE_TIMEOUT_MS: u64 = 10_000;
+
+/// A live member of the cluster as clients should reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveBroker {
+    pub node_id: NodeId,
+    pub host: String,
+    pub port: u16,
+}
+
+struct PeerStatus {
+    host: String,
+    port: u16,
+    last_heard: Instant,
+}
+
+/// This broker's view of the cluster, shared by the driver and the request handlers.
+pub struct Cluster {
+    pub node_id: NodeId,
+    pub voters: Vec<QuorumVoter>,
+    pub raft: Arc<RaftSet>,
+    /// Every same-named cluster reports this id: derived from the voters.
+    pub cluster_id: String,
+    kafka_host: String,
+    kafka_port: u16,
+    replicas: Mutex<BTreeMap<crate::consensus::GroupId, Arc<Partition>>>,
+    image: Mutex<MetadataImage>,
+    /// Counts applied metadata records; waiters re-check the image when it moves.
+    applied: watch::Sender<u64>,
+    peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    links: OnceLock<BTreeMap<NodeId, mpsc::Sender<Bytes>>>,
+    inbox: OnceLock<mpsc::Sender<PeerFrame>>,
+    clock: crate::io::Clock,
+    random_seed: u64,
+}
+
+impl Cluster {
+    fn new(config: &BrokerConfig, clock: crate::io::Clock, random_seed: u64) -> Self {
+        let node_id = config.node_id as NodeId;
+        let voters = config.quorum_voters.clone();
+        let description: Vec<String> = voters
+            .iter()
+            .map(|voter| format!("{}@{}", voter.node_id, voter.address))
+            .collect();
+        let digest = crc32c::crc32c(description.join(",").as_bytes());
+        Self {
+            node_id,
+            raft: Arc::new(RaftSet::new(GroupSet::new(node_id), clock.clone())),
+            cluster_id: format!("skiff-{digest:08x}"),
+            kafka_host: config.advertised_host.clone(),
+            kafka_port: config.advertised_port,
+            voters,
+            replicas: Mutex::new(BTreeMap::new()),
+            image: Mutex::new(MetadataImage::new()),
+            applied: watch::channel(0).0,
+            peers: Mutex::new(BTreeMap::new()),
+            links: OnceLock::new(),
+            inbox: OnceLock::new(),
+            clock,
+            random_seed,
+        }
+    }
+
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        self.voters
+            .iter()
+            .map(|voter| voter.node_id as NodeId)
+            .collect()
+    }
+
+    fn is_peer(&self, node: NodeId) -> bool {
+        node != self.node_id
+            && self
+                .voters
+                .iter()
+                .any(|voter| voter.node_id as NodeId == node)
+    }
+
+    fn hello(&self) -> PeerFrame {
+        PeerFrame::Hello {
+            node_id: self.node_id,
+            kafka_host: self.kafka_host.clone(),
+            kafka_port: self.kafka_port,
+        }
+    }
+
+    fn heard_from(&self, node: NodeId, host: String, port: u16) {
+        let now = self.clock.now();
+        self.peers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(
+                node,
+                PeerStatus {
+                    host,
+                    port,
+                    last_heard: now,
+                },
+            );
+    }
+
+    /// This broker and every peer heard from lately, in node order.
+    pub fn live_brokers(&self) -> Vec<LiveBroker> {
+        let now = self.clock.now();
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut live: Vec<LiveBroker> = peers
+            .iter()
+            .filter(|(_, status)| {
+                now.saturating_duration_since(status.last_heard)
+                    < Duration::from_millis(transport::PEER_LIVENESS_MS)
+            })
+            .map(|(node, status)| LiveBroker {
+                node_id: *node,
+                host: status.host.clone(),
+                port: status.port,
+            })
+            .collect();
+        live.push(LiveBroker {
+            node_id: self.node_id,
+            host: self.kafka_host.clone(),
+            port: self.kafka_port,
+        });
+        live.sort_by_key(|broker| broker.node_id);
+        live
+    }
+
+    pub fn replica(&self, group: crate::consensus::GroupId) -> Option<Arc<Partition>> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    fn metadata_partition(&self) -> Arc<Partition> {
+        self.replica(METADATA_GROUP)
+            .expect("the metadata replica is opened before serving")
+    }
+
+    /// The active controller: the metadata quorum's leader, if known.
+    pub fn controller(&self) -> Option<NodeId> {
+        self.metadata_partition().leadership().leader
+    }
+
+    pub fn image(&self) -> MetadataImage {
+        self.image
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// Proposes a metadata record (here if this broker is the controller, else through the
+    /// controller) and waits until `applied` holds in this broker's image.
+    pub async fn change_metadata(
+        &self,
+        record: MetadataRecord,
+        applied: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<(), String> {
+        let mut changes = self.applied.subscribe();
+        let encoded = Bytes::from(record.encode());
+        let deadline = Duration::from_millis(METADATA_CHANGE_TIMEOUT_MS);
+        let waited = tokio::time::timeout(deadline, async {
+            // Retried while no controller is known or it changes under the proposal.
+            for _ in 0..METADATA_CHANGE_TIMEOUT_MS / 100 {
+                if applied(&self.image()) {
+                    return Ok(());
+                }
+                match self.propose_metadata(&encoded) {
+                    Ok(()) => {}
+                    Err(error) => tracing::debug!(%error, "metadata proposal not accepted yet"),
+                }
+                let settle = tokio::time::sleep(Duration::from_millis(500));
+                tokio::pin!(settle);
+                loop {
+                    tokio::select! {
+                        biased;
+                        changed = changes.changed() => {
+                            if changed.is_err() {
+                                return Err("the cluster is shutting down".to_string());
+                            }
+                            if applied(&self.image()) {
+                                return Ok(());
+                            }
+                        }
+                        _ = &mut settle => break,
+                    }
+                }
+            }
+            Err("no controller accepted the change".to_string())
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => Err("the change was not committed in time".to_string()),
+        }
+    }
+
+    /// Appends a metadata record if this broker is the controller; forwards it otherwise.
+    fn propose_metadata(&self, record: &Bytes) -> Result<(), String> {
+        let partition = self.metadata_partition();
+        let leader = partition.leadership().leader;
+        if leader == Some(self.node_id) {
+            return self.append_metadata(&partition, record);
+        }
+        let Some(controller) = leader else {
+            return Err("no controller elected".to_string());
+        };
+        self.send_frame(
+            controller,
+            peer_wire::encode(&PeerFrame::ProposeMetadata {
+                from: self.node_id,
+                record: record.clone(),
+            }),
+        );
+        Ok(())
+    }
+
+    fn append_metadata(&self, partition: &Partition, record: &Bytes) -> Result<(), String> {
+        let wall_ms = self.clock.wall_ms();
+        let batch =
+            crate::log::record_batch::encode_batch(&[(None, Some(record.clone()))], wall_ms);
+        let header = crate::log::record_batch::validate(&batch)
+            .expect("a batch this broker encoded is valid");
+        match partition.append(&batch, &header, wall_ms) {
+            Ok(AppendOutcome::Appended(_)) | Ok(AppendOutcome::Duplicate { .. }) => Ok(()),
+            Err(PartitionError::NotLeader { .. }) => Err("not the controller".to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    fn send_frame(&self, to: NodeId, frame: Bytes) {
+        if let Some(link) = self.links.get().and_then(|links| links.get(&to)) {
+            if link.try_send(frame).is_err() {
+                tracing::debug!(peer = to, "peer queue full or closed; dropping a frame");
+            }
+        }
+    }
+}
+
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    #[error("cannot listen for peers on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the metadata log: {0}")]
+    Metadata(String),
+}
+
+/// Opens the metadata replica, starts the peer links and the driver. The broker's topics
+/// appear as the metadata log commits.
+pub async fn start(
+    broker: &Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<Cluster>, ClusterStartError> {
+    let config = &broker.config;
+    let own = config
+        .quorum_voters
+        .iter()
+        .find(|voter| voter.node_id == config.node_id)
+        .expect("config validation: the voters list this node")
+        .address;
+    let cluster = Arc::new(Cluster::new(
+        config,
+        broker.seams.clock.clone(),
+        broker.seams.random.next_u64(),
+    ));
+    let for_open = (broker.clone(), cluster.clone());
+    tasks::run_blocking(move || replicas::open_metadata_replica(&for_open.0, &for_open.1))
+        .await
+        .map_err(ClusterStartError::Metadata)?;
+    let listener = net::listen(own)
+        .await
+        .map_err(|source| ClusterStartError::Listen {
+            address: own,
+            source,
+        })?;
+    let (inbox_sender, inbox) = mpsc::channel(transport::INBOX_FRAMES_MAX);
+    let links = transport::start(&cluster, listener, inbox_sender.clone(), shutdown.clone());
+    let _ = cluster.links.set(links.into_iter().collect());
+    let _ = cluster.inbox.set(inbox_sender);
+    tasks::spawn(driver::run(
+        broker.clone(),
+        cluster.clone(),
+        inbox,
+        shutdown,
+    ));
+    tracing::info!(node = cluster.node_id, peers = %own, voters = cluster.voters.len(), "cluster member started");
+    Ok(cluster)
+}

@@ -1,0 +1,232 @@
+//! Opening replicas and applying committed metadata: the metadata image decides which topics
+//! exist, and every broker opens a replica (and a Raft node) for each of their partitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::records::RecordBatchDecoder;
+use uuid::Uuid;
+
+use super::metadata::{MetadataChange, MetadataRecord, METADATA_GROUP, METADATA_TOPIC};
+use super::Cluster;
+use crate::consensus::{GroupId, RaftConfig, RaftNode};
+use crate::log::LogConfig;
+use crate::server::broker::{Topic, OFFSETS_TOPIC};
+use crate::server::partition::{Partition, ReplicaLink};
+use crate::server::topic_config::log_config_for_topic;
+use crate::server::Broker;
+
+/// Bytes read per step while applying the metadata log.
+const METADATA_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// Opens the metadata quorum's replica. Its log is never trimmed by retention.
+pub fn open_metadata_replica(broker: &Arc<Broker>, cluster: &Arc<Cluster>) -> Result<(), String> {
+    let log_config = LogConfig {
+        retention_ms: -1,
+        retention_bytes: -1,
+        ..broker.config.log.clone()
+    };
+    let directory = broker.config.data_dir.join(format!("{METADATA_TOPIC}-0"));
+    open_replica(
+        broker,
+        cluster,
+        METADATA_TOPIC,
+        0,
+        directory,
+        log_config,
+        METADATA_GROUP,
+    )
+    .map(|_| ())
+}
+
+/// A partition's directory in cluster mode names its Raft group too: a topic deleted and
+/// created again under the same name gets new directories, so replaying the metadata log
+/// (create, delete, create) never confuses one incarnation's data with another's.
+pub fn replica_directory(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    group: GroupId,
+) -> std::path::PathBuf {
+    broker
+        .config
+        .data_dir
+        .join(format!("{topic}-{index}.g{group}"))
+}
+
+fn open_replica(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    topic: &str,
+    index: i32,
+    directory: std::path::PathBuf,
+    log_config: LogConfig,
+    group: GroupId,
+) -> Result<Arc<Partition>, String> {
+    let link = ReplicaLink {
+        group,
+        raft: cluster.raft.clone(),
+    };
+    let partition = Partition::open_replica(
+        &broker.seams,
+        topic,
+        index,
+        directory,
+        log_config,
+        broker.config.flush_policy,
+        broker.data_visible.clone(),
+        Some(link),
+    )
+    .map_err(|error| format!("{topic}-{index}: {error}"))?;
+    let (hard_state, terms) = partition
+        .recover_raft_state(broker.seams.disk.as_ref())
+        .map_err(|error| format!("{topic}-{index}: {error}"))?;
+    let seed = cluster.random_seed ^ group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let config = RaftConfig::new(cluster.node_id, cluster.voter_ids(), seed);
+    let node = RaftNode::restart(config, hard_state, terms, cluster.raft.now_ms());
+    cluster
+        .replicas
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .insert(group, partition.clone());
+    cluster.raft.lock().insert(group, node);
+    cluster.raft.wake.notify_one();
+    Ok(partition)
+}
+
+/// Applies the committed metadata records from `from_offset`; returns the next offset to apply.
+pub fn apply_committed(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    from_offset: i64,
+) -> Result<i64, String> {
+    let partition = cluster.metadata_partition();
+    let mut offset = from_offset;
+    // Bounded: each step advances past at least one batch, and stops at the high watermark.
+    while offset < partition.high_watermark() {
+        let (bytes, _, _) = partition
+            .read(offset, METADATA_READ_BYTES)
+            .map_err(|error| error.to_string())?;
+        if bytes.is_empty() {
+            break;
+        }
+        let mut buffer = bytes;
+        let mut next = offset;
+        while !buffer.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut buffer)
+                .map_err(|error| format!("metadata log: {error:#}"))?;
+            for record in set.records {
+                next = next.max(record.offset + 1);
+                if record.offset < offset || record.control {
+                    continue;
+                }
+                let Some(value) = record.value else {
+                    continue;
+                };
+                match MetadataRecord::decode(&value) {
+                    Ok(decoded) => apply_record(broker, cluster, &decoded)?,
+                    Err(error) => {
+                        tracing::warn!(offset = record.offset, %error, "skipping an unreadable metadata record")
+                    }
+                }
+            }
+        }
+        if next <= offset {
+            return Err(format!("metadata log made no progress at offset {offset}"));
+        }
+        offset = next;
+    }
+    Ok(offset)
+}
+
+fn apply_record(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    record: &MetadataRecord,
+) -> Result<(), String> {
+    let change = cluster
+        .image
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .apply(record);
+    match change {
+        MetadataChange::Ignored { reason } => {
+            tracing::debug!(%reason, "metadata record changed nothing");
+        }
+        MetadataChange::TopicGrew { name, first_new } => {
+            let image = cluster.image();
+            let topic = &image.topics[&name];
+            let log_config = log_config_for_topic(&broker.config.log, &topic.configs)
+                .map_err(|error| format!("topic {name}: {error}"))?;
+            let mut partitions: Vec<Arc<Partition>> = broker
+                .topic(&name)
+                .map(|existing| existing.partitions.clone())
+                .unwrap_or_default();
+            for (index, group) in topic.groups.iter().enumerate().skip(first_new as usize) {
+                let index = index as i32;
+                let directory = replica_directory(broker, &name, index, *group);
+                partitions.push(open_replica(
+                    broker,
+                    cluster,
+                    &name,
+                    index,
+                    directory,
+                    log_config.clone(),
+                    *group,
+                )?);
+            }
+            let id = Uuid::try_parse(&topic.id).unwrap_or_else(|_| Uuid::nil());
+            tracing::info!(topic = %name, partitions = partitions.len(), "topic replicas open");
+            broker.install_replicated_topic(Topic {
+                name: name.clone(),
+                id,
+                partitions,
+                configs: topic.configs.clone(),
+                log_config,
+                internal: name == OFFSETS_TOPIC,
+            });
+        }
+        MetadataChange::TopicDeleted { name, groups } => {
+            broker.forget_topic(&name);
+            let removed: Vec<Arc<Partition>> = {
+                let mut replicas = cluster
+                    .replicas
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                groups
+                    .iter()
+                    .filter_map(|group| replicas.remove(group))
+                    .collect()
+            };
+            {
+                let mut raft = cluster.raft.lock();
+                for group in &groups {
+                    raft.remove(*group);
+                }
+            }
+            let disk = broker.seams.disk.as_ref();
+            for partition in removed {
+                if let Err(error) = disk.remove_dir_all(&partition.directory) {
+                    tracing::warn!(directory = %partition.directory.display(), %error,
+                        "could not remove a deleted partition's directory");
+                }
+            }
+            if let Err(error) = disk.sync_dir(&broker.config.data_dir) {
+                tracing::warn!(%error, "syncing the data directory after a deletion failed");
+            }
+            tracing::info!(topic = %name, "topic deleted");
+        }
+    }
+    cluster.applied.send_modify(|count| *count += 1);
+    Ok(())
+}
+
+/// The record creating the offsets topic, proposed by a controller that finds it missing.
+pub fn offsets_topic_record(id: Uuid) -> MetadataRecord {
+    MetadataRecord::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        id: id.simple().to_string(),
+        partitions: 1,
+        configs: BTreeMap::new(),
+    }
+}
