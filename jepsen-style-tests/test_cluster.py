@@ -153,12 +153,78 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
     moved = [v for v, at in producer.acknowledged.items() if positions[v] != at]
     assert not moved, f"values read at other offsets than acknowledged, e.g. {moved[:5]}"
 
-    # The killed broker restarts, rejoins, and holds the same data: once every partition is
-    # moved to it in turn (by killing the others is too slow; instead read from it as leader
-    # when it leads one), a consumer reading through it sees the same values.
+    # The killed broker restarts and catches up. Then another broker is killed: the two left
+    # (one of them the restarted one) must still hold every acknowledged value and accept
+    # writes, which they can only if the restarted broker caught up.
     victim.start()
     wait_until(lambda: sorted(clients.admin(cluster).list_topics(timeout=10).brokers) == [1, 2, 3],
                FAILOVER_TIMEOUT_S, "the restarted broker in metadata")
+    # Leadership moves back to preferred leaders: the restarted broker leads again.
+    wait_until(
+        lambda: any(leader_of(cluster, "replicated", p) == victim.node_id for p in range(PARTITIONS)),
+        FAILOVER_TIMEOUT_S,
+        "the restarted broker to lead a partition again",
+    )
+    second_victim = next(b for b in cluster.brokers if b.node_id != victim.node_id)
+    second_victim.stop(signal.SIGKILL)
+    survivors = [b for b in cluster.brokers if b is not second_victim]
+    later = clients.producer(type("Bootstrap", (), {"bootstrap": ",".join(b.bootstrap for b in survivors)}),
+                             **{"enable.idempotence": True})
+    acknowledged_later, failed_later = clients.produce_all(
+        later, "replicated", [(None, f"later-{index:05d}") for index in range(1000)])
+    assert not failed_later and len(acknowledged_later) == 1000
+    everything = read_all(cluster, "replicated", len(producer.acknowledged) + 1000)
+    values = [message.value().decode() for message in everything]
+    assert len(values) == len(set(values)), "a value was read twice"
+    missing = set(producer.acknowledged) | set(acknowledged_later)
+    missing.difference_update(values)
+    assert not missing, f"{len(missing)} acknowledged values missing with a restarted replica in the quorum"
+
+
+def test_group_resumes_from_committed_offsets_after_the_coordinator_dies(cluster_factory):
+    cluster = cluster_factory(3)
+    admin = clients.admin(cluster)
+    admin.create_topics([NewTopic("grouped", num_partitions=2, replication_factor=3)])["grouped"].result(
+        timeout=clients.ADMIN_TIMEOUT_S)
+    writer = clients.producer(cluster, **{"enable.idempotence": True})
+    acknowledged, failed = clients.produce_all(writer, "grouped", [(None, f"g-{i:05d}") for i in range(2000)])
+    assert not failed and len(acknowledged) == 2000
+
+    member = clients.consumer(cluster, "resumers")
+    member.subscribe(["grouped"])
+    first = clients.consume_exactly(member, 1000)
+    clients.commit_sync(member)
+    member.close()
+
+    coordinator = leader_of(cluster, "__consumer_offsets", 0)
+    assert coordinator >= 0
+    cluster.member(coordinator).stop(signal.SIGKILL)
+
+    successor = clients.consumer(cluster, "resumers")
+    successor.subscribe(["grouped"])
+    try:
+        rest = clients.consume_exactly(successor, 2000 - len(first))
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            rest.extend(clients.poll_messages(successor))
+    finally:
+        successor.close()
+    seen = [m.value().decode() for m in first] + [m.value().decode() for m in rest]
+    assert len(seen) == len(set(seen)), "the group re-read committed messages after the coordinator moved"
+    assert set(seen) == set(acknowledged)
+
+
+def test_clean_shutdown_hands_leadership_over(cluster_factory):
+    cluster = cluster_factory(3)
+    admin = clients.admin(cluster)
+    admin.create_topics([NewTopic("handover", num_partitions=1, replication_factor=3)])["handover"].result(
+        timeout=clients.ADMIN_TIMEOUT_S)
+    wait_until(lambda: leader_of(cluster, "handover", 0) >= 0, FAILOVER_TIMEOUT_S, "a leader")
+    leader = cluster.member(leader_of(cluster, "handover", 0))
+    assert leader.stop(signal.SIGTERM) == 0
+    # The hand-over happened before the process exited: the others already agree on a leader.
+    new_leader = leader_of(cluster, "handover", 0)
+    assert new_leader not in (-1, leader.node_id)
 
 
 def test_kcat_round_trip_through_any_broker(cluster_factory, tmp_path):

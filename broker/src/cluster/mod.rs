@@ -14,6 +14,7 @@
 //! `docs/replication.md` for the design and what is not done yet.
 
 mod driver;
+mod leadership;
 pub mod metadata;
 pub mod peer_wire;
 mod raft_set;
@@ -53,6 +54,8 @@ struct PeerStatus {
     host: String,
     port: u16,
     last_heard: Instant,
+    /// The start of the current unbroken run of hellos.
+    live_since: Instant,
 }
 
 /// This broker's view of the cluster, shared by the driver and the request handlers.
@@ -127,17 +130,40 @@ impl Cluster {
 
     fn heard_from(&self, node: NodeId, host: String, port: u16) {
         let now = self.clock.now();
+        let liveness = Duration::from_millis(transport::PEER_LIVENESS_MS);
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let live_since = peers
+            .get(&node)
+            .filter(|status| now.saturating_duration_since(status.last_heard) < liveness)
+            .map_or(now, |status| status.live_since);
+        peers.insert(
+            node,
+            PeerStatus {
+                host,
+                port,
+                last_heard: now,
+                live_since,
+            },
+        );
+    }
+
+    /// Peers live without a break for at least `settle`.
+    fn settled_peers(&self, settle: Duration) -> Vec<NodeId> {
+        let now = self.clock.now();
+        let liveness = Duration::from_millis(transport::PEER_LIVENESS_MS);
         self.peers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .insert(
-                node,
-                PeerStatus {
-                    host,
-                    port,
-                    last_heard: now,
-                },
-            );
+            .iter()
+            .filter(|(_, status)| {
+                now.saturating_duration_since(status.last_heard) < liveness
+                    && now.saturating_duration_since(status.live_since) >= settle
+            })
+            .map(|(node, _)| *node)
+            .collect()
     }
 
     /// This broker and every peer heard from lately, in node order.
@@ -330,8 +356,9 @@ pub async fn start(
         broker.clone(),
         cluster.clone(),
         inbox,
-        shutdown,
+        shutdown.clone(),
     ));
+    tasks::spawn(leadership::balance_leaders(cluster.clone(), shutdown));
     tracing::info!(node = cluster.node_id, peers = %own, voters = cluster.voters.len(), "cluster member started");
     Ok(cluster)
 }

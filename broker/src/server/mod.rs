@@ -112,6 +112,10 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish (bounded), then syncs every log.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        if let Some(cluster) = self.broker.cluster.get() {
+            // While everything still runs: clients fail over to the new leaders at once.
+            cluster.hand_over_leadership().await;
+        }
         self.shutdown.send_replace(true);
         let drained = async {
             while self.connections.open.load(Ordering::Acquire) > 0 {
