@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import clients
+from conftest import Cluster as conftest_cluster
 
 PARTITIONS = 3
 REPLICAS = 3
@@ -89,9 +90,24 @@ def wait_until(condition, timeout_s, what):
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+# One admin client per cluster: the tests poll metadata often, and each client holds threads
+# and connections until it is garbage-collected.
+_admins = {}
+
+
+def admin_of(cluster):
+    if cluster.bootstrap not in _admins:
+        _admins[cluster.bootstrap] = clients.admin(cluster)
+    return _admins[cluster.bootstrap]
+
+
 def leader_of(cluster, topic, partition):
-    metadata = clients.admin(cluster).list_topics(topic, timeout=10)
-    return metadata.topics[topic].partitions[partition].leader
+    """The partition's leader as the cluster reports it; -1 while unknown."""
+    metadata = admin_of(cluster).list_topics(topic, timeout=10)
+    described = metadata.topics.get(topic)
+    if described is None or partition not in described.partitions:
+        return -1
+    return described.partitions[partition].leader
 
 
 def read_all(cluster, topic, expected):
@@ -135,8 +151,12 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
             FAILOVER_TIMEOUT_S,
             "acknowledgements on the killed leader's partition",
         )
-        new_leader = leader_of(cluster, "replicated", 0)
-        assert new_leader not in (-1, victim.node_id)
+        # Metadata names the new leader once the survivors stop listing the dead broker.
+        wait_until(
+            lambda: leader_of(cluster, "replicated", 0) not in (-1, victim.node_id),
+            FAILOVER_TIMEOUT_S,
+            "metadata naming a new leader",
+        )
     finally:
         producer.stop()
 
@@ -157,7 +177,7 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
     # (one of them the restarted one) must still hold every acknowledged value and accept
     # writes, which they can only if the restarted broker caught up.
     victim.start()
-    wait_until(lambda: sorted(clients.admin(cluster).list_topics(timeout=10).brokers) == [1, 2, 3],
+    wait_until(lambda: sorted(admin_of(cluster).list_topics(timeout=10).brokers) == [1, 2, 3],
                FAILOVER_TIMEOUT_S, "the restarted broker in metadata")
     # Leadership moves back to preferred leaders: the restarted broker leads again.
     wait_until(
@@ -168,8 +188,7 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
     second_victim = next(b for b in cluster.brokers if b.node_id != victim.node_id)
     second_victim.stop(signal.SIGKILL)
     survivors = [b for b in cluster.brokers if b is not second_victim]
-    later = clients.producer(type("Bootstrap", (), {"bootstrap": ",".join(b.bootstrap for b in survivors)}),
-                             **{"enable.idempotence": True})
+    later = clients.producer(conftest_cluster(survivors), **{"enable.idempotence": True})
     acknowledged_later, failed_later = clients.produce_all(
         later, "replicated", [(None, f"later-{index:05d}") for index in range(1000)])
     assert not failed_later and len(acknowledged_later) == 1000

@@ -7,7 +7,8 @@
 //! the envelopes, with each append's record batches read from the log. Nothing leaves this
 //! broker before what it claims is durable (the ordering contract of `consensus`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metadata::METADATA_GROUP;
 use super::peer_wire::{self, PeerFrame};
+use super::transport::InboundFrame;
 use super::{replicas, Cluster};
 use crate::consensus::{
     Command, EntrySpan, GroupId, GroupSetOutput, LogIndex, Message, NodeId, Term,
@@ -23,11 +25,16 @@ use crate::consensus::{
 use crate::io::tasks;
 use crate::log::record_batch::{self, RecordBatchHeader};
 use crate::server::broker::OFFSETS_TOPIC;
-use crate::server::partition::{index_to_offset, offset_to_index, Leadership, Partition};
+use crate::server::partition::{
+    index_to_offset, offset_to_index, Leadership, Partition, PartitionError,
+};
 use crate::server::{groups, Broker};
 
-/// Bytes of record batches one append carries to one follower.
-pub const APPEND_PAYLOAD_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes of record batches one append carries to one follower (at least one whole batch).
+pub const APPEND_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes of record batches in one frame to one peer; appends beyond it are dropped this turn
+/// (the leader resends them), so many groups catching up at once cannot build a huge frame.
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Frames taken from the inbox per turn.
 pub const INBOX_FRAMES_PER_TURN_MAX: usize = 256;
 /// Rounds of execute / sync / report per turn; each round's reports may produce more commands.
@@ -35,8 +42,10 @@ pub const ROUNDS_PER_TURN_MAX: usize = 8;
 /// The longest the driver sleeps without a tick.
 pub const TICK_INTERVAL_MS_MAX: u64 = 50;
 
-/// Payloads of the appends stepped this turn, by group and last index of the append's span.
-type Payloads = BTreeMap<(GroupId, LogIndex), Bytes>;
+/// Payloads of the appends stepped this turn, by group, then last and first index of the
+/// append's span. A leader may send two appends ending at the same index in one turn (a resend
+/// beside the original): both are kept, the longer first.
+type Payloads = BTreeMap<(GroupId, LogIndex, LogIndex), Bytes>;
 
 struct Driver {
     broker: Arc<Broker>,
@@ -46,12 +55,14 @@ struct Driver {
     offsets_topic_requested: bool,
     /// Commands left over by the round limit of the previous turn.
     carried: Option<GroupSetOutput>,
+    /// Groups whose Raft node was restarted this round: their remaining commands are moot.
+    reset: BTreeSet<GroupId>,
 }
 
 pub async fn run(
     broker: Arc<Broker>,
     cluster: Arc<Cluster>,
-    mut inbox: mpsc::Receiver<PeerFrame>,
+    mut inbox: mpsc::Receiver<InboundFrame>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut driver = Driver {
@@ -60,6 +71,7 @@ pub async fn run(
         metadata_applied: 0,
         offsets_topic_requested: false,
         carried: None,
+        reset: BTreeSet::new(),
     };
     loop {
         let raft = driver.cluster.raft.clone();
@@ -90,14 +102,17 @@ pub async fn run(
 }
 
 impl Driver {
-    async fn turn(&mut self, frames: Vec<PeerFrame>) {
+    async fn turn(&mut self, frames: Vec<InboundFrame>) {
         let mut payloads = Payloads::new();
+        let mut held = Vec::with_capacity(frames.len());
         let output = {
             let raft = &self.cluster.raft;
             let mut groups = raft.lock();
             let now_ms = raft.now_ms();
             groups.tick(now_ms);
-            for frame in frames {
+            for InboundFrame { frame, budget } in frames {
+                // The frame's share of the inbox budget is released when this turn ends.
+                held.push(budget);
                 match frame {
                     PeerFrame::Raft {
                         envelope,
@@ -112,7 +127,8 @@ impl Driver {
                                 Some(payload),
                             ) = (message, payload)
                             {
-                                payloads.insert((*group, span.last_index), payload);
+                                payloads
+                                    .insert((*group, span.last_index, span.first_index), payload);
                             }
                         }
                         groups.step(now_ms, envelope);
@@ -141,6 +157,7 @@ impl Driver {
             }
         };
         self.execute(output, &payloads).await;
+        drop(held);
     }
 
     async fn execute(&mut self, mut output: GroupSetOutput, payloads: &Payloads) {
@@ -150,7 +167,11 @@ impl Driver {
             }
             let mut written: BTreeMap<GroupId, EntrySpan> = BTreeMap::new();
             let mut metadata_committed = false;
+            self.reset.clear();
             for (group, command) in std::mem::take(&mut output.commands) {
+                if self.reset.contains(&group) {
+                    continue;
+                }
                 let Some(partition) = self.cluster.replica(group) else {
                     continue;
                 };
@@ -230,15 +251,15 @@ impl Driver {
                     // A leader's entries are in its log since the proposal; a follower's come
                     // from the append just stepped.
                     if partition.log_end_offset() <= index_to_offset(span.last_index) {
-                        result = match payloads.get(&(group, span.last_index)) {
-                            Some(payload) => partition.write_replicated(payload, span, wall_ms),
-                            None => Err(crate::server::partition::PartitionError::Replication(
-                                format!(
-                                    "no payload for entries {}..={}",
-                                    span.first_index, span.last_index
-                                ),
-                            )),
-                        };
+                        // Every append of this turn that ends inside the span contributed.
+                        let contributing: Vec<&Bytes> = payloads
+                            .range(
+                                (group, span.first_index, 0)
+                                    ..=(group, span.last_index, LogIndex::MAX),
+                            )
+                            .map(|(_, payload)| payload)
+                            .collect();
+                        result = partition.write_replicated(&contributing, span, wall_ms);
                     }
                     if result.is_ok() {
                         note_written(written, group, span);
@@ -278,12 +299,48 @@ impl Driver {
             }
             Command::Send { .. } => unreachable!("a group set returns sends in envelopes"),
         };
-        if let Err(error) = result {
-            tracing::error!(topic = %partition.topic, partition = partition.index, %error,
-                "replication step failed; taking the replica offline");
-            partition.take_offline(error.to_string());
+        match result {
+            Ok(()) => {}
+            Err(PartitionError::Replication(reason)) => {
+                // The stream brought something this log cannot take (a bug somewhere, or a
+                // payload lost between appends): restart this replica's Raft node from what
+                // its log really holds, as after a crash, and let the leader resend.
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %reason,
+                    "replication step failed; restarting the replica from its log");
+                written.remove(&group);
+                self.reset.insert(group);
+                if let Err(error) = self.restart_replica(group, partition).await {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                        "cannot restart the replica; taking it offline");
+                    partition.take_offline(error);
+                }
+            }
+            Err(error) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                    "replication step failed; taking the replica offline");
+                partition.take_offline(error.to_string());
+            }
         }
         false
+    }
+
+    /// Replaces a group's Raft node with one recovered from the replica's durable state.
+    async fn restart_replica(
+        &self,
+        group: GroupId,
+        partition: &Arc<Partition>,
+    ) -> Result<(), String> {
+        if !partition.sync_once(&self.broker.seams.disk).await {
+            return Err("sync failed".to_string());
+        }
+        let (hard_state, terms) = partition
+            .recover_raft_state(self.broker.seams.disk.as_ref())
+            .map_err(|error| error.to_string())?;
+        let node = replicas::raft_node(&self.cluster, group, hard_state, terms);
+        let mut set = self.cluster.raft.lock();
+        set.remove(group);
+        set.insert(group, node);
+        Ok(())
     }
 
     async fn apply_metadata(&mut self) {
@@ -293,7 +350,11 @@ impl Driver {
         let applied =
             tasks::run_blocking(move || replicas::apply_committed(&broker, &cluster, from)).await;
         match applied {
-            Ok(next) => self.metadata_applied = next,
+            Ok(next) => {
+                self.metadata_applied = next;
+                self.cluster.metadata_applied.store(next, Ordering::Release);
+                self.cluster.applied.send_modify(|_| {});
+            }
             Err(error) => tracing::error!(%error, "applying the metadata log failed"),
         }
         if self.cluster.controller() == Some(self.cluster.node_id) {
@@ -324,6 +385,7 @@ impl Driver {
     fn send(&self, envelopes: Vec<crate::consensus::Envelope>) {
         for mut envelope in envelopes {
             let mut payloads = Vec::with_capacity(envelope.messages.len());
+            let mut payload_bytes = 0usize;
             let mut kept = Vec::with_capacity(envelope.messages.len());
             for (group, message) in envelope.messages {
                 // A replica whose persist failed must not speak: its vote or acknowledgement
@@ -343,7 +405,11 @@ impl Driver {
                         sent_ms,
                         ..
                     } => match self.attach(group, span) {
-                        Some((previous_index, previous_term, span, payload)) => {
+                        Some((previous_index, previous_term, span, payload))
+                            if payload_bytes + payload.len() <= FRAME_PAYLOAD_BYTES_MAX
+                                || payload_bytes == 0 =>
+                        {
+                            payload_bytes += payload.len();
                             kept.push((
                                 group,
                                 Message::Append {
@@ -357,7 +423,7 @@ impl Driver {
                             ));
                             payloads.push(Some(payload));
                         }
-                        None => continue,
+                        _ => continue,
                     },
                     other => {
                         kept.push((group, other));

@@ -22,6 +22,7 @@ mod replicas;
 mod transport;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -39,8 +40,34 @@ use crate::server::partition::{AppendOutcome, Partition, PartitionError};
 use crate::server::Broker;
 use peer_wire::PeerFrame;
 
+/// How long a starting broker waits to catch up with the metadata log before it serves
+/// clients anyway (with a warning): without a quorum it cannot catch up at all.
+pub const METADATA_CATCH_UP_MS_MAX: u64 = 30_000;
 /// How long a topic change waits to be committed and applied here.
 pub const METADATA_CHANGE_TIMEOUT_MS: u64 = 10_000;
+
+/// Producer ids in a cluster are `local id * stride + node id`: each broker allocates local
+/// ids from its own durable blocks, and the node id keeps brokers' ids apart. Node ids of a
+/// cluster are below the stride (checked with the configuration).
+pub const PRODUCER_ID_NODE_STRIDE: i64 = crate::config::CLUSTER_NODE_ID_LIMIT as i64;
+
+/// The cluster-wide producer id for a broker's local id.
+pub fn cluster_producer_id(local: i64, node: i64) -> i64 {
+    assert!(
+        (0..PRODUCER_ID_NODE_STRIDE).contains(&node),
+        "node ids are below the stride"
+    );
+    local
+        .checked_mul(PRODUCER_ID_NODE_STRIDE)
+        .and_then(|spread| spread.checked_add(node))
+        .expect("local producer ids stay far below i64::MAX / stride")
+}
+
+/// The local id behind a cluster-wide producer id, if this broker (`node`) handed it out.
+pub fn local_producer_id(cluster_id: i64, node: i64) -> Option<i64> {
+    (cluster_id >= 0 && cluster_id % PRODUCER_ID_NODE_STRIDE == node)
+        .then_some(cluster_id / PRODUCER_ID_NODE_STRIDE)
+}
 
 /// A live member of the cluster as clients should reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +98,11 @@ pub struct Cluster {
     image: Mutex<MetadataImage>,
     /// Counts applied metadata records; waiters re-check the image when it moves.
     applied: watch::Sender<u64>,
+    /// The next metadata log offset to apply: everything below it is in the image.
+    metadata_applied: AtomicI64,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
-    links: OnceLock<BTreeMap<NodeId, mpsc::Sender<Bytes>>>,
-    inbox: OnceLock<mpsc::Sender<PeerFrame>>,
+    links: OnceLock<BTreeMap<NodeId, transport::PeerLink>>,
+    inbox: OnceLock<mpsc::Sender<transport::InboundFrame>>,
     clock: crate::io::Clock,
     random_seed: u64,
 }
@@ -97,6 +126,7 @@ impl Cluster {
             replicas: Mutex::new(BTreeMap::new()),
             image: Mutex::new(MetadataImage::new()),
             applied: watch::channel(0).0,
+            metadata_applied: AtomicI64::new(0),
             peers: Mutex::new(BTreeMap::new()),
             links: OnceLock::new(),
             inbox: OnceLock::new(),
@@ -265,6 +295,39 @@ impl Cluster {
         }
     }
 
+    /// Waits until a metadata leader is known and everything it committed is applied here, so
+    /// that clients are not told that existing topics are unknown (a Kafka broker is fenced
+    /// until it has caught up, for the same reason). Bounded by [`METADATA_CATCH_UP_MS_MAX`].
+    async fn catch_up_with_metadata(&self) {
+        let mut changes = self.applied.subscribe();
+        let caught_up = || {
+            let partition = self.metadata_partition();
+            let committed = partition.high_watermark();
+            partition.leadership().leader.is_some()
+                && committed > 0
+                && self.metadata_applied.load(Ordering::Acquire) >= committed
+        };
+        let waited = tokio::time::timeout(Duration::from_millis(METADATA_CATCH_UP_MS_MAX), async {
+            while !caught_up() {
+                tokio::select! {
+                    biased;
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(()) => tracing::info!(
+                applied = self.metadata_applied.load(Ordering::Acquire),
+                "caught up with the metadata log"
+            ),
+            Err(_) => tracing::warn!(
+                "not caught up with the metadata log (no quorum?); serving clients anyway"
+            ),
+        }
+    }
+
     /// Appends a metadata record if this broker is the controller; forwards it otherwise.
     fn propose_metadata(&self, record: &Bytes) -> Result<(), String> {
         let partition = self.metadata_partition();
@@ -300,7 +363,7 @@ impl Cluster {
 
     fn send_frame(&self, to: NodeId, frame: Bytes) {
         if let Some(link) = self.links.get().and_then(|links| links.get(&to)) {
-            if link.try_send(frame).is_err() {
+            if !link.try_send(frame) {
                 tracing::debug!(peer = to, "peer queue full or closed; dropping a frame");
             }
         }
@@ -360,5 +423,28 @@ pub async fn start(
     ));
     tasks::spawn(leadership::balance_leaders(cluster.clone(), shutdown));
     tracing::info!(node = cluster.node_id, peers = %own, voters = cluster.voters.len(), "cluster member started");
+    cluster.catch_up_with_metadata().await;
     Ok(cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_ids_of_different_brokers_never_collide_and_map_back() {
+        let mut seen = std::collections::BTreeSet::new();
+        for node in [0, 1, 2, 1023] {
+            for local in 0..100 {
+                let id = cluster_producer_id(local, node);
+                assert!(seen.insert(id), "id {id} handed out twice");
+                assert_eq!(local_producer_id(id, node), Some(local));
+                assert_eq!(
+                    local_producer_id(id, (node + 1) % PRODUCER_ID_NODE_STRIDE),
+                    None
+                );
+            }
+        }
+        assert_eq!(local_producer_id(-1, 0), None);
+    }
 }

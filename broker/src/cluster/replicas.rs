@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::metadata::{MetadataChange, MetadataRecord, METADATA_GROUP, METADATA_TOPIC};
 use super::Cluster;
-use crate::consensus::{GroupId, RaftConfig, RaftNode};
+use crate::consensus::{GroupId, HardState, LogTerms, RaftConfig, RaftNode};
 use crate::log::LogConfig;
 use crate::server::broker::{Topic, OFFSETS_TOPIC};
 use crate::server::partition::{Partition, ReplicaLink};
@@ -81,9 +81,7 @@ fn open_replica(
     let (hard_state, terms) = partition
         .recover_raft_state(broker.seams.disk.as_ref())
         .map_err(|error| format!("{topic}-{index}: {error}"))?;
-    let seed = cluster.random_seed ^ group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let config = RaftConfig::new(cluster.node_id, cluster.voter_ids(), seed);
-    let node = RaftNode::restart(config, hard_state, terms, cluster.raft.now_ms());
+    let node = raft_node(cluster, group, hard_state, terms);
     cluster
         .replicas
         .lock()
@@ -92,6 +90,18 @@ fn open_replica(
     cluster.raft.lock().insert(group, node);
     cluster.raft.wake.notify_one();
     Ok(partition)
+}
+
+/// A group's Raft node on this broker, recovering the given durable state.
+pub fn raft_node(
+    cluster: &Cluster,
+    group: GroupId,
+    hard_state: HardState,
+    terms: LogTerms,
+) -> RaftNode {
+    let seed = cluster.random_seed ^ group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let config = RaftConfig::new(cluster.node_id, cluster.voter_ids(), seed);
+    RaftNode::restart(config, hard_state, terms, cluster.raft.now_ms())
 }
 
 /// Applies the committed metadata records from `from_offset`; returns the next offset to apply.

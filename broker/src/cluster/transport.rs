@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::peer_wire::{self, PeerFrame, PEER_FRAME_BYTES_MAX};
 use super::Cluster;
@@ -20,8 +20,31 @@ use crate::wire::frame::read_frame;
 
 /// Frames queued for one peer; beyond this they are dropped.
 pub const PEER_QUEUE_FRAMES_MAX: usize = 1024;
+/// Bytes queued for one peer; beyond this frames are dropped (Raft resends).
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Frames queued from all peers for the driver; a full inbox slows the peers' connections.
 pub const INBOX_FRAMES_MAX: usize = 1024;
+/// Bytes of frames from all peers waiting for the driver; beyond this, peer connections are
+/// not read until the driver catches up (TCP backpressure).
+pub const INBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A byte budget in KiB permits, so that frames of any size fit a semaphore's count.
+pub fn kib_permits(bytes: usize, budget_bytes: usize) -> u32 {
+    let permits = bytes.div_ceil(1024).max(1).min(budget_bytes / 1024);
+    u32::try_from(permits).expect("budgets are far below 4 TiB")
+}
+
+/// A frame on its way to the driver, holding its share of the inbox budget until processed.
+pub struct InboundFrame {
+    pub frame: PeerFrame,
+    pub budget: OwnedSemaphorePermit,
+}
+
+/// A frame queued for a peer, holding its share of that peer's queue budget until written.
+pub struct OutboundFrame {
+    pub bytes: Bytes,
+    pub _budget: OwnedSemaphorePermit,
+}
 /// How often a link announces itself (the peer's liveness signal).
 pub const HELLO_INTERVAL_MS: u64 = 500;
 /// A peer not heard from for this long is not listed in metadata responses.
@@ -35,9 +58,9 @@ pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub fn start(
     cluster: &Arc<Cluster>,
     listener: net::TcpListener,
-    inbox: mpsc::Sender<PeerFrame>,
+    inbox: mpsc::Sender<InboundFrame>,
     shutdown: watch::Receiver<bool>,
-) -> Vec<(NodeId, mpsc::Sender<Bytes>)> {
+) -> Vec<(NodeId, PeerLink)> {
     tasks::spawn(accept_loop(
         cluster.clone(),
         listener,
@@ -51,6 +74,7 @@ pub fn start(
             continue;
         }
         let (sender, receiver) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+        let budget = Arc::new(Semaphore::new(PEER_QUEUE_BYTES_MAX / 1024));
         tasks::spawn(link(
             cluster.clone(),
             peer,
@@ -58,16 +82,38 @@ pub fn start(
             receiver,
             shutdown.clone(),
         ));
-        links.push((peer, sender));
+        links.push((peer, PeerLink { sender, budget }));
     }
     links
+}
+
+/// The queue of frames for one peer, bounded in frames and bytes.
+pub struct PeerLink {
+    sender: mpsc::Sender<OutboundFrame>,
+    budget: Arc<Semaphore>,
+}
+
+impl PeerLink {
+    /// Queues a frame, or drops it when the queue is full: Raft resends what matters.
+    pub fn try_send(&self, bytes: Bytes) -> bool {
+        let permits = kib_permits(bytes.len(), PEER_QUEUE_BYTES_MAX);
+        let Ok(budget) = self.budget.clone().try_acquire_many_owned(permits) else {
+            return false;
+        };
+        self.sender
+            .try_send(OutboundFrame {
+                bytes,
+                _budget: budget,
+            })
+            .is_ok()
+    }
 }
 
 async fn link(
     cluster: Arc<Cluster>,
     peer: NodeId,
     address: SocketAddr,
-    mut frames: mpsc::Receiver<Bytes>,
+    mut frames: mpsc::Receiver<OutboundFrame>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hello = peer_wire::encode(&cluster.hello());
@@ -118,7 +164,7 @@ async fn link(
                     hello.clone()
                 }
                 frame = frames.recv() => match frame {
-                    Some(frame) => frame,
+                    Some(frame) => frame.bytes,
                     None => return,
                 },
             };
@@ -127,7 +173,7 @@ async fn link(
                 // Coalesce whatever else is already queued into the same flush.
                 for _ in 0..PEER_QUEUE_FRAMES_MAX {
                     match frames.try_recv() {
-                        Ok(more) => writer.write_all(&more).await?,
+                        Ok(more) => writer.write_all(&more.bytes).await?,
                         Err(_) => break,
                     }
                 }
@@ -143,16 +189,17 @@ async fn link(
 }
 
 /// Frames queued while a link is down are stale by the time it is back: Raft resends.
-fn drain(frames: &mut mpsc::Receiver<Bytes>) {
+fn drain(frames: &mut mpsc::Receiver<OutboundFrame>) {
     while frames.try_recv().is_ok() {}
 }
 
 async fn accept_loop(
     cluster: Arc<Cluster>,
     listener: net::TcpListener,
-    inbox: mpsc::Sender<PeerFrame>,
+    inbox: mpsc::Sender<InboundFrame>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let budget = Arc::new(Semaphore::new(INBOX_BYTES_MAX / 1024));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -166,7 +213,7 @@ async fn accept_loop(
                     cluster.clone(),
                     stream,
                     address,
-                    inbox.clone(),
+                    (inbox.clone(), budget.clone()),
                     shutdown.clone(),
                 ));
             }
@@ -182,7 +229,7 @@ async fn serve_peer(
     cluster: Arc<Cluster>,
     stream: net::TcpStream,
     address: SocketAddr,
-    inbox: mpsc::Sender<PeerFrame>,
+    (inbox, budget): (mpsc::Sender<InboundFrame>, Arc<Semaphore>),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut reader, _writer) = tokio::io::split(stream);
@@ -201,6 +248,7 @@ async fn serve_peer(
                 return;
             }
         };
+        let frame_bytes = body.len();
         let frame = match peer_wire::decode(body) {
             Ok(frame) => frame,
             Err(error) => {
@@ -232,7 +280,16 @@ async fn serve_peer(
                 return;
             }
             other => {
-                if inbox.send(other).await.is_err() {
+                // Waits while the driver is behind: this connection stops being read.
+                let permits = kib_permits(frame_bytes, INBOX_BYTES_MAX);
+                let Ok(share) = budget.clone().acquire_many_owned(permits).await else {
+                    return;
+                };
+                let inbound = InboundFrame {
+                    frame: other,
+                    budget: share,
+                };
+                if inbox.send(inbound).await.is_err() {
                     return;
                 }
             }

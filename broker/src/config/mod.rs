@@ -97,6 +97,8 @@ pub struct QuorumVoter {
 /// The largest cluster: every member holds a replica of every partition, so this bounds the
 /// fan-out of each append.
 pub const QUORUM_VOTERS_MAX: usize = 7;
+/// Node ids of cluster members are below this (producer ids are spread by node id).
+pub const CLUSTER_NODE_ID_LIMIT: i32 = 1024;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -202,8 +204,12 @@ fn parse_voters(name: &str, value: &str) -> Result<Vec<QuorumVoter>, ConfigError
             .split_once('@')
             .ok_or_else(|| invalid(name, value, "expected id@host:port entries"))?;
         let node_id: i32 = parse_number(name, id.trim())?;
-        if node_id < 0 {
-            return Err(invalid(name, value, "node ids are not negative"));
+        if !(0..CLUSTER_NODE_ID_LIMIT).contains(&node_id) {
+            return Err(invalid(
+                name,
+                value,
+                format!("node ids are between 0 and {}", CLUSTER_NODE_ID_LIMIT - 1),
+            ));
         }
         let address: SocketAddr = address
             .trim()

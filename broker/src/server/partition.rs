@@ -216,6 +216,23 @@ impl Partition {
         None
     }
 
+    /// A replicated partition's leader whose lease has run out: no majority of the replicas has
+    /// answered it lately, so an acks=-1 write could not commit (Kafka's NOT_ENOUGH_REPLICAS).
+    pub fn quorum_unreachable(&self) -> bool {
+        let Some(link) = &self.replica else {
+            return false;
+        };
+        let groups = link.raft.lock();
+        let now_ms = link.raft.now_ms();
+        let Some(node) = groups.get(link.group) else {
+            return false;
+        };
+        node.is_leader()
+            && node
+                .lease_expiry_ms(now_ms)
+                .is_some_and(|expiry| now_ms >= expiry)
+    }
+
     /// Whether this broker serves produce and fetch for the partition.
     pub fn is_leader_here(&self, node_id: NodeId) -> bool {
         !self.is_replicated() || self.leadership().leader == Some(node_id)
@@ -465,11 +482,12 @@ impl Partition {
         Ok(())
     }
 
-    /// A follower writes the batches of `span` from an append's payload (which may begin with
-    /// batches it already holds).
+    /// A follower writes the batches of `span` from the payloads of the appends that brought
+    /// them, in order (the core may persist several appends' entries as one span, and a
+    /// payload may begin with batches the log already holds).
     pub fn write_replicated(
         &self,
-        payload: &[u8],
+        payloads: &[&Bytes],
         span: EntrySpan,
         wall_ms: i64,
     ) -> Result<(), PartitionError> {
@@ -485,11 +503,14 @@ impl Partition {
                 state.log.log_end_offset()
             )));
         }
-        for batch in record_batch::split_batches(payload) {
+        let batches = payloads
+            .iter()
+            .flat_map(|payload| record_batch::split_batches(payload));
+        for batch in batches {
             let batch = batch.map_err(|error| PartitionError::Replication(error.to_string()))?;
             let header = record_batch::validate(batch)
                 .map_err(|error| PartitionError::Replication(error.to_string()))?;
-            if header.last_offset() < start {
+            if header.last_offset() < state.log.log_end_offset() {
                 continue;
             }
             if header.base_offset != state.log.log_end_offset()
@@ -909,3 +930,7 @@ fn last_sequence(header: &RecordBatchHeader) -> i32 {
     let sum = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
     (sum % (i64::from(i32::MAX) + 1)) as i32
 }
+
+#[cfg(test)]
+#[path = "partition_replica_tests.rs"]
+mod replica_tests;

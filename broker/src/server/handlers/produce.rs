@@ -194,6 +194,11 @@ pub async fn append(
                             ResponseError::UnknownTopicOrPartition,
                             format!("{name} has no partition {index}"),
                         ),
+                        Some(partition) if acks == -1 && partition.quorum_unreachable() => failed(
+                            index,
+                            ResponseError::NotEnoughReplicas,
+                            "the leader has not heard from a majority of the replicas lately",
+                        ),
                         Some(partition) => append_partition(
                             broker,
                             partition.clone(),

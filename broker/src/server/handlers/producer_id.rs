@@ -30,10 +30,20 @@ pub async fn init_producer_id(
         return failure(ResponseError::TransactionalIdAuthorizationFailed);
     }
     let _serialized = broker.producer_id_reservation.lock().await;
+    // In a cluster every broker hands out ids, from its own reserved blocks: the ids of one
+    // broker are spread so that no two brokers ever hand out the same one.
+    let node = broker.cluster.get().map(|cluster| cluster.node_id as i64);
+    let (asked_id, asked_epoch) = match node {
+        None => (request.producer_id.0, request.producer_epoch),
+        Some(node) => match crate::cluster::local_producer_id(request.producer_id.0, node) {
+            Some(local) => (local, request.producer_epoch),
+            None => (-1, -1),
+        },
+    };
     for _ in 0..RESERVATION_ATTEMPTS_MAX {
         let outcome = broker
             .producer_ids()
-            .init_producer_id(request.producer_id.0, request.producer_epoch);
+            .init_producer_id(asked_id, asked_epoch);
         match outcome {
             Err(error) => {
                 tracing::error!(%error, "cannot allocate a producer id");
@@ -43,6 +53,10 @@ pub async fn init_producer_id(
                 producer_id,
                 producer_epoch,
             }) => {
+                let producer_id = match node {
+                    None => producer_id,
+                    Some(node) => crate::cluster::cluster_producer_id(producer_id, node),
+                };
                 return InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(producer_id))
                     .with_producer_epoch(producer_epoch);
