@@ -330,6 +330,11 @@ impl BrokerConfig {
                 }
                 "max.connections" => config.connections_max = parse_positive(name, value)?,
                 "controller.quorum.voters" => config.quorum_voters = parse_voters(name, value)?,
+                // Honoured by construction up to the majority (acks=-1 commits on a majority);
+                // checked below once the voters are known.
+                "min.insync.replicas" => {
+                    let _: u32 = parse_positive(name, value)?;
+                }
                 _ => return Err(ConfigError::Unknown(name.clone())),
             }
         }
@@ -370,6 +375,20 @@ impl BrokerConfig {
                 &properties["controller.quorum.voters"],
                 format!("does not list this broker's node.id {}", config.node_id),
             ));
+        }
+        if let Some(value) = properties.get("min.insync.replicas") {
+            let wanted: usize = parse_positive("min.insync.replicas", value)?;
+            let replicas = config.quorum_voters.len().max(1);
+            if wanted > replicas / 2 + 1 {
+                return Err(invalid(
+                    "min.insync.replicas",
+                    value,
+                    format!(
+                        "cannot be met: with {replicas} replicas an acks=all write commits on a majority ({})",
+                        replicas / 2 + 1
+                    ),
+                ));
+            }
         }
         if config.group_session_timeout_ms_min > config.group_session_timeout_ms_max {
             return Err(invalid(
@@ -436,6 +455,46 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn quorum_voters_make_a_cluster_and_are_checked() {
+        let voters = "3@10.0.0.3:9093, 1@10.0.0.1:9093,2@10.0.0.2:9093";
+        let config = BrokerConfig::from_properties(&properties(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", voters),
+            ("min.insync.replicas", "2"),
+        ]))
+        .unwrap();
+        assert!(config.is_clustered());
+        let ids: Vec<i32> = config
+            .quorum_voters
+            .iter()
+            .map(|voter| voter.node_id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert_eq!(config.quorum_voters[1].address.to_string(), "10.0.0.2:9093");
+        for (bad, reason) in [
+            ("1@10.0.0.1:9093,1@10.0.0.2:9093", "distinct"),
+            ("1@10.0.0.1:9093,2@10.0.0.1:9093", "distinct"),
+            ("1@somehost:9093", "ip:port"),
+            ("1-10.0.0.1:9093", "id@host:port"),
+            ("4096@10.0.0.1:9093", "between"),
+            ("1@10.0.0.1:9093,3@10.0.0.3:9093", "does not list"),
+        ] {
+            let error = BrokerConfig::from_properties(&properties(&[
+                ("node.id", "2"),
+                ("controller.quorum.voters", bad),
+            ]))
+            .unwrap_err();
+            assert!(error.to_string().contains(reason), "{bad}: {error}");
+        }
+        let too_strict = BrokerConfig::from_properties(&properties(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", voters),
+            ("min.insync.replicas", "3"),
+        ]));
+        assert!(too_strict.unwrap_err().to_string().contains("majority"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::data_dir::{self, DataDirError, DataDirIdentity, TopicRecord};
 use super::groups::GroupService;
 use super::partition::Partition;
-use super::topic_config::{log_config_for_topic, validate_topic_name};
+use super::topic_config::{check_min_insync_replicas, log_config_for_topic, validate_topic_name};
 use crate::cluster::{Cluster, MetadataRecord};
 use crate::config::BrokerConfig;
 use crate::io::{tasks, Clock, Disk, Random};
@@ -352,6 +352,7 @@ impl Broker {
             ));
         }
         log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
+        check_min_insync_replicas(&configs, replicas).map_err(TopicError::InvalidConfig)?;
         if self.topics().len() >= TOPICS_MAX {
             return Err(TopicError::TooManyTopics);
         }

@@ -14,6 +14,7 @@ pub const TOPIC_SETTINGS: &[(&str, &str)] = &[
     ("segment.ms", "log.roll.ms"),
     ("max.message.bytes", "message.max.bytes"),
     ("index.interval.bytes", "log.index.interval.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
 ];
 
 /// Applies topic overrides to the broker's log defaults, refusing unknown names and bad values
@@ -62,10 +63,44 @@ pub fn log_config_for_topic(
                 }
                 config.index_interval_bytes = bytes as u32;
             }
+            // Checked against the replica count by the broker: the log has no use for it.
+            "min.insync.replicas" => {
+                if number()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+            }
             _ => return Err(format!("unknown or unsupported topic setting {name}")),
         }
     }
     Ok(config)
+}
+
+/// The largest `min.insync.replicas` a partition of `replicas` replicas honours: acks=-1
+/// commits on a majority, so any value up to the majority is met by every commit, and a larger
+/// one would need a commit rule that Raft does not have (refused rather than ignored).
+pub fn min_insync_replicas_max(replicas: usize) -> i64 {
+    (replicas / 2 + 1) as i64
+}
+
+/// Refuses a `min.insync.replicas` that a partition of `replicas` replicas cannot honour.
+pub fn check_min_insync_replicas(
+    overrides: &BTreeMap<String, String>,
+    replicas: usize,
+) -> Result<(), String> {
+    let Some(value) = overrides.get("min.insync.replicas") else {
+        return Ok(());
+    };
+    let wanted: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid value `{value}` for min.insync.replicas: not a number"))?;
+    let most = min_insync_replicas_max(replicas);
+    if wanted > most {
+        return Err(format!(
+            "min.insync.replicas {wanted} cannot be met: with {replicas} replicas an acks=all write commits on a majority ({most})"
+        ));
+    }
+    Ok(())
 }
 
 /// The effective value of every topic setting, and whether it is a topic override.
@@ -85,6 +120,9 @@ pub fn describe_topic(
                 "segment.ms" => effective.segment_ms.to_string(),
                 "max.message.bytes" => effective.max_message_bytes.to_string(),
                 "index.interval.bytes" => effective.index_interval_bytes.to_string(),
+                "min.insync.replicas" => overrides
+                    .get("min.insync.replicas")
+                    .map_or_else(|| "1".to_string(), |value| value.trim().to_string()),
                 other => unreachable!("setting {other} is listed but not described"),
             };
             (*name, value, overrides.contains_key(*name))
@@ -117,6 +155,20 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_insync_replicas_up_to_the_majority_is_accepted() {
+        let wanting =
+            |value: &str| BTreeMap::from([("min.insync.replicas".to_string(), value.to_string())]);
+        assert!(check_min_insync_replicas(&wanting("2"), 3).is_ok());
+        assert!(check_min_insync_replicas(&wanting("3"), 5).is_ok());
+        assert!(check_min_insync_replicas(&wanting("3"), 3).is_err());
+        assert!(check_min_insync_replicas(&wanting("2"), 1).is_err());
+        assert!(check_min_insync_replicas(&BTreeMap::new(), 1).is_ok());
+        assert!(log_config_for_topic(&LogConfig::default(), &wanting("0")).is_err());
+        let described = describe_topic(&LogConfig::default(), &wanting("2"));
+        assert!(described.contains(&("min.insync.replicas", "2".to_string(), true)));
+    }
 
     #[test]
     fn overrides_apply_and_bad_ones_are_refused() {
