@@ -35,8 +35,24 @@ pub const ROUNDS_PER_TURN_MAX: usize = 8;
 /// The longest the driver sleeps without a tick.
 pub const TICK_INTERVAL_MS_MAX: u64 = 50;
 
-/// Payloads of the appends stepped this turn, by group and last index of the append's span.
-type Payloads = BTreeMap<(GroupId, LogIndex), Bytes>;
+/// Payloads of the appends stepped this turn, by group, term and last index of the append's
+/// span, with the span's first index. A follower's `Persist` covers a suffix of one append's
+/// span, so it is found by its own last index and term. Two appends of one term may end at the
+/// same index (a resend and a late original, both delivered in one turn): their batches agree,
+/// being the same leader's log, and the one starting earliest covers every suffix either could
+/// produce, so it is kept.
+type Payloads = BTreeMap<(GroupId, Term, LogIndex), (LogIndex, Bytes)>;
+
+/// Keeps `payload` for the append of `span` unless one covering more of it is already kept.
+fn keep_payload(payloads: &mut Payloads, group: GroupId, span: EntrySpan, payload: Bytes) {
+    let key = (group, span.term, span.last_index);
+    let widest = payloads
+        .get(&key)
+        .is_none_or(|(first_index, _)| span.first_index < *first_index);
+    if widest {
+        payloads.insert(key, (span.first_index, payload));
+    }
+}
 
 struct Driver {
     broker: Arc<Broker>,
@@ -112,7 +128,7 @@ impl Driver {
                                 Some(payload),
                             ) = (message, payload)
                             {
-                                payloads.insert((*group, span.last_index), payload);
+                                keep_payload(&mut payloads, *group, *span, payload);
                             }
                         }
                         groups.step(now_ms, envelope);
@@ -230,8 +246,13 @@ impl Driver {
                     // A leader's entries are in its log since the proposal; a follower's come
                     // from the append just stepped.
                     if partition.log_end_offset() <= index_to_offset(span.last_index) {
-                        result = match payloads.get(&(group, span.last_index)) {
-                            Some(payload) => partition.write_replicated(payload, span, wall_ms),
+                        let kept = payloads.get(&(group, span.term, span.last_index));
+                        result = match kept
+                            .filter(|(first_index, _)| *first_index <= span.first_index)
+                        {
+                            Some((_, payload)) => {
+                                partition.write_replicated(payload, span, wall_ms)
+                            }
                             None => Err(crate::server::partition::PartitionError::Replication(
                                 format!(
                                     "no payload for entries {}..={}",
