@@ -415,14 +415,24 @@ impl Driver {
                 return None;
             }
         };
+        // Only the batches covering the span: the log may already hold later entries that are
+        // not durable here yet, and nothing leaves this broker before it is durable.
+        let span_end_offset = index_to_offset(span.last_index);
         let mut first: Option<RecordBatchHeader> = None;
         let mut last: Option<RecordBatchHeader> = None;
+        let mut length = 0;
         for batch in record_batch::split_batches(&payload) {
-            let header = RecordBatchHeader::parse(batch.ok()?).ok()?;
+            let batch = batch.ok()?;
+            let header = RecordBatchHeader::parse(batch).ok()?;
+            if header.base_offset > span_end_offset {
+                break;
+            }
             first.get_or_insert(header);
             last = Some(header);
+            length += batch.len();
         }
         let (first, last) = (first?, last?);
+        let payload = payload.slice(..length);
         if first.partition_leader_epoch as Term != span.term {
             tracing::error!(topic = %partition.topic, partition = partition.index, epoch = first.partition_leader_epoch, term = span.term,
                 "the log's epoch differs from the Raft term of the entries; not sending");
