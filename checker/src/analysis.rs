@@ -451,12 +451,12 @@ fn check_process_streams(
                 for committed in offsets {
                     let key = (group.clone(), committed_partition(committed), scope);
                     check_commit_order(event, group, committed, &mut commits, key, findings);
-                    check_commit_past_end(event, group, committed, index, findings);
+                    check_commit_past_end(event, group, committed, index, options, findings);
                 }
             }
             (EventType::Ok, Op::FetchCommitted { group, offsets }) => {
                 for committed in offsets {
-                    check_commit_past_end(event, group, committed, index, findings);
+                    check_commit_past_end(event, group, committed, index, options, findings);
                 }
             }
             _ => {}
@@ -565,10 +565,18 @@ fn check_commit_past_end(
     group: &str,
     committed: &CommittedOffset,
     index: &ObservationIndex,
+    options: &CheckOptions,
     findings: &mut Findings,
 ) {
     let topic_partition = committed_partition(committed);
-    let log_end_offset = index.log_end_offset(&topic_partition);
+    let known_end = options
+        .known_log_end_offsets
+        .iter()
+        .filter(|(known, _)| *known == topic_partition)
+        .map(|(_, end)| *end)
+        .max()
+        .unwrap_or(0);
+    let log_end_offset = index.log_end_offset(&topic_partition).max(known_end);
     if committed.offset > log_end_offset {
         findings.report(Anomaly::CommittedOffsetPastEnd {
             group: group.to_string(),

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Offset, Process, RecordValue};
+use crate::history::{Offset, Process, RecordValue, TopicPartition};
 
 /// How many examples of each anomaly kind a verdict keeps; counts are always complete.
 pub const EXAMPLES_PER_KIND_MAX: usize = 8;
@@ -399,6 +399,12 @@ pub struct CheckOptions {
     pub duplicates_fatal_only_for_idempotent: bool,
     /// Which commits the committed-offset-backwards check compares.
     pub commit_comparison_scope: CommitComparisonScope,
+    /// Log end offsets learnt outside the history (the final drain's ListOffsets), per
+    /// partition. A replicated log holds offsets no consumer ever sees (each new leader's
+    /// control batch), so a consumer's position, and the offset it commits, may lie past the
+    /// last record observed; a committed offset up to a known end is not past the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_log_end_offsets: Vec<(TopicPartition, Offset)>,
 }
 
 impl Default for CheckOptions {
@@ -407,6 +413,7 @@ impl Default for CheckOptions {
             fatal: AnomalyKind::ALL.into_iter().collect(),
             duplicates_fatal_only_for_idempotent: true,
             commit_comparison_scope: CommitComparisonScope::SameProcessSameAssignment,
+            known_log_end_offsets: Vec::new(),
         }
     }
 }

@@ -685,13 +685,18 @@ fn classify_produce_result(
 }
 
 /// Whether a failed attempt may have been appended: a transport failure after the request
-/// was handed to a connection, or a broker error reported after appending.
+/// was handed to a connection, or a broker error reported after appending. A replicated
+/// partition's leader that loses its leadership while an acks=-1 batch waits for the quorum
+/// answers NOT_LEADER_OR_FOLLOWER after the append, as Kafka does, and the next leader may
+/// well have committed the batch; the same code before an append cannot be told apart.
 fn may_have_been_written(error: &ProduceError, sent: bool) -> bool {
     match error {
         ProduceError::Cluster(ClusterError::Connection(_)) => sent,
         ProduceError::Broker { error, .. } => matches!(
             error,
-            ResponseError::RequestTimedOut | ResponseError::NotEnoughReplicasAfterAppend
+            ResponseError::RequestTimedOut
+                | ResponseError::NotEnoughReplicasAfterAppend
+                | ResponseError::NotLeaderOrFollower
         ),
         _ => false,
     }
@@ -776,7 +781,16 @@ mod tests {
             partition: 0,
             error: ResponseError::NotLeaderOrFollower,
         };
-        assert!(!may_have_been_written(&not_leader, true));
+        assert!(
+            may_have_been_written(&not_leader, true),
+            "a leader that loses its leadership after appending answers NOT_LEADER_OR_FOLLOWER"
+        );
+        let unknown = ProduceError::Broker {
+            topic: "t".to_string(),
+            partition: 0,
+            error: ResponseError::UnknownTopicOrPartition,
+        };
+        assert!(!may_have_been_written(&unknown, true));
         assert!(matches!(
             indeterminate_if(true, not_leader.clone()),
             ProduceError::Indeterminate { .. }

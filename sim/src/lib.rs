@@ -28,10 +28,12 @@
 //!                                                               │
 //!  fresh OS thread, madsim Runtime::with_seed(seed) ◄───────────┘
 //!  │
-//!  ├─ broker-0 node (10.0.1.1:9092): skiff::server::start(config, Seams { SimDisk, Clock, Random })
-//!  │     SimDisk and Clock live outside the node: they survive kill and restart
+//!  ├─ broker-N nodes (10.0.1.N+1:9092): skiff::server::start(config, Seams { SimDisk, Clock, Random })
+//!  │     SimDisk and Clock live outside the node: they survive kill and restart;
+//!  │     with more than one broker, a cluster replicating over 10.0.1.N+1:9093
 //!  ├─ client-N nodes (10.0.2.N): producers and consumers ──► Recorder (History)
-//!  ├─ supervisor: invariant monitor (every 100 ms: high watermarks vs acknowledgements)
+//!  ├─ supervisor: invariant monitor (every 100 ms: high watermarks vs acknowledgements;
+//!  │     in a cluster, terms and leaders of every replica, and replicas compared at the end)
 //!  │
 //!  │  setup ──────── safety phase ──────────────── liveness phase ───── drain ──────
 //!  │  create topics  nemesis runs the schedule:    heal everything;     fresh consumer

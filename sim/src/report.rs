@@ -85,6 +85,10 @@ pub struct LivenessReport {
     pub drained_records: u64,
     /// Per partition, the end offset the drain had to reach and the position it reached.
     pub drain_progress: Vec<DrainProgress>,
+    /// In a cluster: the partitions that had no leader within
+    /// [`crate::invariants::LEADER_AFTER_HEAL_MS_MAX`] of the heal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaderless_after_heal: Vec<String>,
 }
 
 /// How far the drain got on one partition.
@@ -285,6 +289,12 @@ fn liveness_failures(liveness: &LivenessReport) -> Vec<Failure> {
                 ),
             });
         }
+    }
+    for problem in &liveness.leaderless_after_heal {
+        failures.push(Failure {
+            kind: FailureKind::Liveness,
+            description: problem.clone(),
+        });
     }
     if !liveness.drain_complete {
         let stuck: Vec<String> = liveness

@@ -53,10 +53,9 @@ impl LoadedScenario {
 
 /// The world of `seed`, with the scenario applied.
 pub fn world_for(seed: u64, scenario: Option<&LoadedScenario>) -> Result<World, ScenarioError> {
-    let drawn = World::draw(seed);
     match scenario {
-        Some(loaded) => loaded.scenario.apply(&drawn),
-        None => Ok(drawn),
+        Some(loaded) => loaded.scenario.world_for_seed(seed),
+        None => Ok(World::draw(seed)),
     }
 }
 

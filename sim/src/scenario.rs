@@ -109,6 +109,28 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The broker count the scenario pins (`cluster.brokers`), if any.
+    pub fn pinned_brokers(&self) -> Option<u32> {
+        self.world
+            .get("cluster")?
+            .as_table()?
+            .get("brokers")?
+            .as_integer()
+            .and_then(|brokers| u32::try_from(brokers).ok())
+    }
+
+    /// The world of `seed` under this scenario: drawn with the broker count the scenario pins
+    /// (so that the drawn faults cover every broker), then merged with [`Scenario::apply`].
+    pub fn world_for_seed(&self, seed: u64) -> Result<World, ScenarioError> {
+        let drawn = match self.pinned_brokers() {
+            Some(brokers) if (1..=crate::world::BROKERS_MAX).contains(&brokers) => {
+                World::draw_with_brokers(seed, brokers)
+            }
+            _ => World::draw(seed),
+        };
+        self.apply(&drawn)
+    }
+
     /// The drawn world with this scenario's settings merged over it.
     pub fn apply(&self, drawn: &World) -> Result<World, ScenarioError> {
         let invalid = |reason: String| ScenarioError::InvalidWorld {
@@ -207,7 +229,7 @@ mod tests {
             let scenario = Scenario::load(&path).unwrap();
             assert!(scenario.breaks_fault_model, "{}", path.display());
             assert!(scenario.expected_failure.is_some(), "{}", path.display());
-            scenario.apply(&World::draw(1)).unwrap();
+            scenario.world_for_seed(1).unwrap();
         }
     }
 
@@ -223,7 +245,7 @@ mod tests {
             {
                 let scenario = Scenario::load(&path).unwrap();
                 for seed in 0..50 {
-                    if let Err(error) = scenario.apply(&World::draw(seed)) {
+                    if let Err(error) = scenario.world_for_seed(seed) {
                         panic!("{}: seed {seed}: {error}", path.display());
                     }
                 }

@@ -37,13 +37,48 @@
 //!
 //! Node-level faults of one broker (crashes, pauses) lie on one timeline and never overlap;
 //! so do the partitions of one client, and the network weather windows.
+//!
+//! # Clusters
+//!
+//! A world of more than one broker runs them as one cluster (`controller.quorum.voters` lists
+//! every broker; every partition has a replica on every broker and is its own Raft group).
+//! Besides the faults above, drawn per broker, a cluster world draws a timeline of its own:
+//!
+//! - **Leader crash** and **leader pause** (`leader-crash`, `leader-pause`): the target is
+//!   resolved when the fault starts, as the broker that leads a given partition then (the
+//!   metadata quorum's leader for `__cluster_metadata`, the group coordinator for
+//!   `__consumer_offsets` partition 0). A paused leader is a zombie: the others elect a new
+//!   leader while it sleeps, and it wakes believing it still leads.
+//! - **Broker partitions** (`broker-partition`): the links between a set of brokers and the
+//!   others (all of them, or a named few: a single cut link makes a non-transitive partition)
+//!   are clogged, both ways or one way. **Leader partition** (`leader-partition`): the same
+//!   for the current leader of a partition against every other broker. Clients still reach
+//!   every broker. madsim 0.2 clogs a link by holding its TCP segments, not by dropping them:
+//!   a connection stalls, and its queued frames arrive, in order, once the link is unclogged
+//!   and its retry backoff (at most ten seconds) has passed. Raft tolerates the late,
+//!   stale messages; the liveness phase of a cluster world is long enough to cover the
+//!   backoff ([`CLUSTER_LIVENESS_PHASE_MS_MIN`]).
+//! - **Rolling restart** (`rolling-restart`): every listed broker goes down and comes back, one
+//!   after the other.
+//! - **Disk faults on a minority** (`disk_fault_brokers`): the disk fault rates apply to those
+//!   brokers only, so a quorum always keeps a healthy disk.
+//!
+//! Every partition's replicas sync before they acknowledge, whatever the flush policy, so a
+//! machine crash of any number of brokers loses nothing committed; the interval policy still
+//! never draws one, to keep one rule for every world.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-/// The brokers a world may hold. One for now; the structure is ready for 3 and 5.
+/// The brokers a world may hold.
 pub const BROKERS_MAX: u32 = 5;
+/// The broker counts the swarm draws, each with its weight (out of the weights' sum).
+pub const BROKER_COUNT_WEIGHTS: [(u32, u32); 3] = [(1, 10), (3, 7), (5, 3)];
+/// The shortest liveness phase of a cluster world, in simulated milliseconds: a link that was
+/// clogged may hold its frames for up to ten seconds of madsim's retry backoff after the heal,
+/// and an election follows.
+pub const CLUSTER_LIVENESS_PHASE_MS_MIN: u64 = 20_000;
 /// The shortest drawn safety phase, in simulated milliseconds.
 pub const SAFETY_PHASE_MS_MIN: u64 = 10_000;
 /// The longest drawn safety phase, in simulated milliseconds.
@@ -97,6 +132,7 @@ pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 200;
 const _: () = assert!(SAFETY_PHASE_MS_MIN > 4 * FAULT_MARGIN_MS);
 const _: () = assert!(SAFETY_PHASE_MS_MIN <= SAFETY_PHASE_MS_MAX);
 const _: () = assert!(LIVENESS_PHASE_MS_MIN <= LIVENESS_PHASE_MS_MAX);
+const _: () = assert!(CLUSTER_LIVENESS_PHASE_MS_MIN >= LIVENESS_PHASE_MS_MIN);
 const _: () = assert!(SEGMENT_BYTES_MIN_DRAWN >= skiff::config::SEGMENT_BYTES_MIN);
 const _: () = assert!(RECORD_BYTES_MIN <= RECORD_BYTES_MAX);
 const _: () = assert!(SEND_INTERVAL_MS_MIN <= SEND_INTERVAL_MS_MAX);
@@ -168,7 +204,7 @@ impl FlushPolicySetting {
 /// The brokers' settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSettings {
-    /// How many broker nodes (1 for now).
+    /// How many broker nodes; more than one form a cluster.
     pub brokers: u32,
     /// The flush policy of every broker.
     pub flush_policy: FlushPolicySetting,
@@ -360,6 +396,89 @@ pub enum Fault {
         /// The new skew.
         skew_ms: i64,
     },
+    /// The broker leading `target` when the fault starts goes down and comes back after
+    /// `down_ms` (nothing happens if no running broker leads it then).
+    LeaderCrash {
+        /// Whose leader.
+        target: LeaderTarget,
+        /// How it goes down.
+        kind: CrashKind,
+        /// How long it stays down.
+        down_ms: u64,
+    },
+    /// The broker leading `target` when the fault starts is paused for `duration_ms`: a
+    /// zombie leader once the others have elected another.
+    LeaderPause {
+        /// Whose leader.
+        target: LeaderTarget,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// The links between the `isolated` brokers and the `others` (every other broker when
+    /// empty) are clogged for `duration_ms`, in one direction or both.
+    BrokerPartition {
+        /// One side.
+        isolated: Vec<u32>,
+        /// The other side; empty: every broker not isolated.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        others: Vec<u32>,
+        /// How long.
+        duration_ms: u64,
+        /// Which way messages stop.
+        #[serde(default)]
+        direction: LinkDirection,
+    },
+    /// The broker leading `target` when the fault starts is cut off from every other broker
+    /// for `duration_ms` (clients still reach it).
+    LeaderPartition {
+        /// Whose leader.
+        target: LeaderTarget,
+        /// How long.
+        duration_ms: u64,
+        /// Which way messages stop, seen from the leader.
+        #[serde(default)]
+        direction: LinkDirection,
+    },
+    /// Each broker of `brokers`, in order, goes down for `down_ms`, then the next one starts
+    /// `gap_ms` after it came back.
+    RollingRestart {
+        /// The brokers, in restart order.
+        brokers: Vec<u32>,
+        /// How each goes down.
+        kind: CrashKind,
+        /// How long each stays down.
+        down_ms: u64,
+        /// The pause after a broker is back before the next goes down.
+        gap_ms: u64,
+    },
+}
+
+/// The partition whose current leader a leader-targeted fault hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderTarget {
+    /// A workload topic, [`METADATA_TOPIC`] (the metadata quorum's leader, the active
+    /// controller) or [`OFFSETS_TOPIC`] (partition 0: the group coordinator).
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+/// The metadata quorum, as a leader target.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// The group offsets topic, as a leader target.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Which way a partition between brokers stops messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkDirection {
+    /// Nothing passes either way.
+    #[default]
+    Both,
+    /// The isolated side's messages are lost; it still hears the others.
+    Outbound,
+    /// The others' messages to the isolated side are lost; it is still heard.
+    Inbound,
 }
 
 impl Fault {
@@ -370,7 +489,17 @@ impl Fault {
             Fault::Pause { duration_ms, .. }
             | Fault::ClientPartition { duration_ms, .. }
             | Fault::PacketLoss { duration_ms, .. }
-            | Fault::LatencySpike { duration_ms, .. } => *duration_ms,
+            | Fault::LatencySpike { duration_ms, .. }
+            | Fault::LeaderPause { duration_ms, .. }
+            | Fault::BrokerPartition { duration_ms, .. }
+            | Fault::LeaderPartition { duration_ms, .. } => *duration_ms,
+            Fault::LeaderCrash { down_ms, .. } => *down_ms,
+            Fault::RollingRestart {
+                brokers,
+                down_ms,
+                gap_ms,
+                ..
+            } => brokers.len() as u64 * (down_ms + gap_ms),
             Fault::ClockJump { .. } => 0,
         }
     }
@@ -478,6 +607,9 @@ pub struct World {
     pub workload: WorkloadSettings,
     /// Disk fault rates of the safety phase.
     pub disk_faults: DiskFaultSettings,
+    /// The brokers whose disks get the fault rates; empty: every broker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_fault_brokers: Vec<u32>,
     /// The faults of the safety phase, in start order.
     pub schedule: Vec<ScheduledFault>,
     /// Phase lengths.
@@ -547,24 +679,46 @@ impl Intensity {
 impl World {
     /// Draws a world from `seed`. Pure: the same seed always gives the same world.
     pub fn draw(seed: u64) -> World {
+        World::draw_with_brokers(seed, draw_broker_count(seed))
+    }
+
+    /// Draws the world of `seed` with `brokers` brokers. The broker count comes from a random
+    /// stream of its own, and a single-broker world draws exactly what it drew before clusters
+    /// existed: cluster faults are drawn last, and only for clusters.
+    pub fn draw_with_brokers(seed: u64, brokers: u32) -> World {
         let mut random = StdRng::seed_from_u64(seed);
         let profile = FaultProfile::ALL[random.gen_range(0..FaultProfile::ALL.len())];
-        let cluster = draw_cluster(&mut random, profile);
+        let mut cluster = draw_cluster(&mut random, profile);
+        cluster.brokers = brokers;
         let workload = draw_workload(&mut random);
         let disk_faults = draw_disk_faults(&mut random, profile, cluster.flush_policy);
-        let phases = PhaseSettings {
+        let mut phases = PhaseSettings {
             safety_ms: random.gen_range(SAFETY_PHASE_MS_MIN..=SAFETY_PHASE_MS_MAX),
             liveness_ms: random.gen_range(LIVENESS_PHASE_MS_MIN..=LIVENESS_PHASE_MS_MAX),
             drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
         };
         let clients = (workload.producers.len() + workload.consumers.len()) as u32;
-        let schedule = draw_schedule(&mut random, profile, &cluster, clients, phases.safety_ms);
+        let mut schedule = draw_schedule(&mut random, profile, &cluster, clients, phases.safety_ms);
+        let mut disk_fault_brokers = Vec::new();
+        if brokers > 1 {
+            phases.liveness_ms = phases.liveness_ms.max(CLUSTER_LIVENESS_PHASE_MS_MIN);
+            disk_fault_brokers = draw_minority(&mut random, brokers);
+            schedule.extend(draw_cluster_schedule(
+                &mut random,
+                profile,
+                &cluster,
+                &workload,
+                phases.safety_ms,
+            ));
+            schedule.sort_by_key(|scheduled| scheduled.at_ms);
+        }
         let world = World {
             seed,
             profile,
             cluster,
             workload,
             disk_faults,
+            disk_fault_brokers,
             schedule,
             phases,
         };
@@ -584,8 +738,12 @@ impl World {
         if self.cluster.brokers == 0 || self.cluster.brokers > BROKERS_MAX {
             problems.push(format!("brokers must be within 1..={BROKERS_MAX}"));
         }
-        if self.cluster.brokers != 1 {
-            problems.push("only single-broker worlds run so far".to_string());
+        if self
+            .disk_fault_brokers
+            .iter()
+            .any(|broker| *broker >= self.cluster.brokers)
+        {
+            problems.push("disk_fault_brokers names a broker that does not exist".to_string());
         }
         if self.cluster.segment_bytes < skiff::config::SEGMENT_BYTES_MIN {
             problems.push("segment_bytes is below the broker's minimum".to_string());
@@ -668,11 +826,78 @@ impl World {
                 }
                 Some(*broker)
             }
+            Fault::LeaderCrash { target, kind, .. } => {
+                problems.extend(self.machine_crash_problem(kind, interval));
+                problems.extend(self.target_problem(target));
+                None
+            }
+            Fault::LeaderPause { target, .. } | Fault::LeaderPartition { target, .. } => {
+                problems.extend(self.target_problem(target));
+                None
+            }
+            Fault::BrokerPartition {
+                isolated, others, ..
+            } => {
+                problems.extend(self.broker_partition_problems(isolated, others));
+                None
+            }
+            Fault::RollingRestart { brokers, kind, .. } => {
+                problems.extend(self.machine_crash_problem(kind, interval));
+                if brokers.is_empty() {
+                    problems.push("a rolling restart names no broker".to_string());
+                }
+                brokers
+                    .iter()
+                    .copied()
+                    .find(|broker| *broker >= self.cluster.brokers)
+            }
         };
         if broker.is_some_and(|broker| broker >= self.cluster.brokers) {
             problems.push(format!(
                 "a fault names broker {broker:?}, which does not exist"
             ));
+        }
+        problems
+    }
+
+    fn machine_crash_problem(&self, kind: &CrashKind, interval: bool) -> Option<String> {
+        (interval && matches!(kind, CrashKind::MachineCrash { .. })).then(|| {
+            "a machine crash loses acknowledged data under the interval policy".to_string()
+        })
+    }
+
+    fn target_problem(&self, target: &LeaderTarget) -> Option<String> {
+        let known = match target.topic.as_str() {
+            METADATA_TOPIC | OFFSETS_TOPIC => target.partition == 0,
+            name => self
+                .workload
+                .topics
+                .iter()
+                .any(|topic| topic.name == name && target.partition < topic.partitions),
+        };
+        (!known).then(|| {
+            format!(
+                "a leader fault targets {}-{}, which does not exist",
+                target.topic, target.partition
+            )
+        })
+    }
+
+    fn broker_partition_problems(&self, isolated: &[u32], others: &[u32]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let brokers = self.cluster.brokers;
+        if isolated.is_empty() || isolated.len() as u32 >= brokers {
+            problems.push("a broker partition must isolate some brokers, not all".to_string());
+        }
+        if isolated
+            .iter()
+            .chain(others)
+            .any(|broker| *broker >= brokers)
+        {
+            problems.push("a broker partition names a broker that does not exist".to_string());
+        }
+        if others.iter().any(|broker| isolated.contains(broker)) {
+            problems.push("a broker partition puts a broker on both sides".to_string());
         }
         problems
     }
@@ -986,6 +1211,186 @@ fn draw_crash_kind(random: &mut StdRng, flush_policy: FlushPolicySetting) -> Cra
     }
 }
 
+/// The broker count of `seed`'s world, from a random stream of its own.
+fn draw_broker_count(seed: u64) -> u32 {
+    let stream = crate::report::fnv1a_64(format!("{seed}/brokers").as_bytes());
+    let mut random = StdRng::seed_from_u64(stream);
+    let total: u32 = BROKER_COUNT_WEIGHTS.iter().map(|(_, weight)| weight).sum();
+    let mut drawn = random.gen_range(0..total);
+    for (brokers, weight) in BROKER_COUNT_WEIGHTS {
+        if drawn < weight {
+            return brokers;
+        }
+        drawn -= weight;
+    }
+    unreachable!("the draw is below the weights' sum")
+}
+
+/// A random minority of a cluster's brokers (at least one), in increasing order.
+fn draw_minority(random: &mut StdRng, brokers: u32) -> Vec<u32> {
+    let size = random.gen_range(1..=(brokers - 1) / 2);
+    let mut chosen: Vec<u32> = Vec::new();
+    while chosen.len() < size as usize {
+        let broker = random.gen_range(0..brokers);
+        if !chosen.contains(&broker) {
+            chosen.push(broker);
+        }
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// How often a profile hits a cluster as a whole: the gaps between cluster faults and which
+/// kinds it draws (leader crashes, leader pauses, leader partitions, broker partitions, single
+/// link cuts), with their weights.
+struct ClusterIntensity {
+    gap_ms: Option<(u64, u64)>,
+    weights: [u32; 5],
+    rolling_restart_probability: f64,
+}
+
+impl ClusterIntensity {
+    fn of(profile: FaultProfile) -> ClusterIntensity {
+        let (gap_ms, weights, rolling_restart_probability) = match profile {
+            FaultProfile::NoFaults | FaultProfile::SlowDisk | FaultProfile::DiskFaults => {
+                (None, [0; 5], 0.0)
+            }
+            FaultProfile::Mixed => (Some((2_000, 6_000)), [3, 2, 2, 2, 1], 0.2),
+            FaultProfile::HeavyPartitions => (Some((500, 3_000)), [0, 0, 3, 3, 2], 0.0),
+            FaultProfile::ManyCrashes => (Some((1_000, 4_000)), [5, 1, 0, 0, 0], 0.4),
+            FaultProfile::ClockAndNetworkChaos => (Some((1_000, 5_000)), [0, 1, 1, 1, 3], 0.0),
+        };
+        ClusterIntensity {
+            gap_ms,
+            weights,
+            rolling_restart_probability,
+        }
+    }
+}
+
+/// A partition whose leader a fault targets: mostly a workload partition, sometimes the
+/// active controller or the group coordinator.
+fn draw_leader_target(random: &mut StdRng, workload: &WorkloadSettings) -> LeaderTarget {
+    match random.gen_range(0..10) {
+        0 => LeaderTarget {
+            topic: METADATA_TOPIC.to_string(),
+            partition: 0,
+        },
+        1 => LeaderTarget {
+            topic: OFFSETS_TOPIC.to_string(),
+            partition: 0,
+        },
+        _ => {
+            let topic = &workload.topics[random.gen_range(0..workload.topics.len())];
+            LeaderTarget {
+                topic: topic.name.clone(),
+                partition: random.gen_range(0..topic.partitions),
+            }
+        }
+    }
+}
+
+fn draw_link_direction(random: &mut StdRng) -> LinkDirection {
+    match random.gen_range(0..4) {
+        0 => LinkDirection::Outbound,
+        1 => LinkDirection::Inbound,
+        _ => LinkDirection::Both,
+    }
+}
+
+/// The cluster's own timeline: leader-targeted faults and partitions between brokers, one
+/// at a time, and maybe one rolling restart at its end.
+fn draw_cluster_schedule(
+    random: &mut StdRng,
+    profile: FaultProfile,
+    cluster: &ClusterSettings,
+    workload: &WorkloadSettings,
+    safety_ms: u64,
+) -> Vec<ScheduledFault> {
+    let intensity = ClusterIntensity::of(profile);
+    let end = safety_ms - FAULT_MARGIN_MS;
+    let brokers = cluster.brokers;
+    let mut schedule = Vec::new();
+    let Some(gap) = intensity.gap_ms else {
+        return schedule;
+    };
+    let total: u32 = intensity.weights.iter().sum();
+    let mut time = FAULT_MARGIN_MS;
+    while let Some(start) = next_start(random, time, gap, end) {
+        let mut drawn = random.gen_range(0..total);
+        let kind = intensity
+            .weights
+            .iter()
+            .position(|weight| {
+                let hit = drawn < *weight;
+                drawn = drawn.saturating_sub(*weight);
+                hit
+            })
+            .expect("the draw is below the weights' sum");
+        let fault = match kind {
+            0 => Fault::LeaderCrash {
+                target: draw_leader_target(random, workload),
+                kind: draw_crash_kind(random, cluster.flush_policy),
+                down_ms: draw_duration(random, start, (200, 5_000), end),
+            },
+            1 => Fault::LeaderPause {
+                target: draw_leader_target(random, workload),
+                duration_ms: draw_duration(random, start, (500, 5_000), end),
+            },
+            2 => Fault::LeaderPartition {
+                target: draw_leader_target(random, workload),
+                duration_ms: draw_duration(random, start, (1_000, 8_000), end),
+                direction: draw_link_direction(random),
+            },
+            3 => Fault::BrokerPartition {
+                isolated: draw_minority(random, brokers),
+                others: Vec::new(),
+                duration_ms: draw_duration(random, start, (1_000, 8_000), end),
+                direction: draw_link_direction(random),
+            },
+            _ => {
+                let first = random.gen_range(0..brokers);
+                let second = (first + random.gen_range(1..brokers)) % brokers;
+                Fault::BrokerPartition {
+                    isolated: vec![first],
+                    others: vec![second],
+                    duration_ms: draw_duration(random, start, (500, 6_000), end),
+                    direction: draw_link_direction(random),
+                }
+            }
+        };
+        time = start + fault.duration_ms();
+        schedule.push(ScheduledFault {
+            at_ms: start,
+            fault,
+        });
+    }
+    if random.gen_bool(intensity.rolling_restart_probability) {
+        let down_ms = random.gen_range(200..=2_000);
+        let gap_ms = random.gen_range(500..=3_000);
+        let first = random.gen_range(0..brokers);
+        let order: Vec<u32> = (0..brokers).map(|step| (first + step) % brokers).collect();
+        let kind = match random.gen_range(0..3) {
+            0 => draw_crash_kind(random, cluster.flush_policy),
+            _ => CrashKind::CleanRestart,
+        };
+        let fault = Fault::RollingRestart {
+            brokers: order,
+            kind,
+            down_ms,
+            gap_ms,
+        };
+        let latest_start = end.saturating_sub(fault.duration_ms());
+        if latest_start > FAULT_MARGIN_MS {
+            schedule.push(ScheduledFault {
+                at_ms: random.gen_range(FAULT_MARGIN_MS..=latest_start),
+                fault,
+            });
+        }
+    }
+    schedule
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1036,6 +1441,67 @@ mod tests {
                     }
                 )));
             }
+        }
+    }
+
+    #[test]
+    fn the_swarm_draws_single_brokers_and_clusters_of_three_and_five() {
+        let counts: Vec<u32> = (0..300)
+            .map(|seed| World::draw(seed).cluster.brokers)
+            .collect();
+        for brokers in [1, 3, 5] {
+            let drawn = counts.iter().filter(|count| **count == brokers).count();
+            assert!(drawn >= 30, "{brokers} brokers drawn {drawn} times in 300");
+        }
+    }
+
+    #[test]
+    fn a_single_broker_world_draws_no_cluster_fault() {
+        for seed in 0..300 {
+            let world = World::draw_with_brokers(seed, 1);
+            assert!(world.disk_fault_brokers.is_empty());
+            assert!(world.schedule.iter().all(|scheduled| matches!(
+                scheduled.fault,
+                Fault::Crash { .. }
+                    | Fault::Pause { .. }
+                    | Fault::ClientPartition { .. }
+                    | Fault::PacketLoss { .. }
+                    | Fault::LatencySpike { .. }
+                    | Fault::ClockJump { .. }
+            )));
+        }
+    }
+
+    #[test]
+    fn cluster_worlds_follow_the_fault_model_and_draw_every_cluster_fault() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..300 {
+            for brokers in [3, 5] {
+                let world = World::draw_with_brokers(seed, brokers);
+                assert!(
+                    world.problems().is_empty(),
+                    "seed {seed}: {:?}",
+                    world.problems()
+                );
+                assert!(world.phases.liveness_ms >= CLUSTER_LIVENESS_PHASE_MS_MIN);
+                assert!(2 * world.disk_fault_brokers.len() < brokers as usize);
+                for scheduled in &world.schedule {
+                    let name = serde_json::to_value(&scheduled.fault).unwrap()["fault"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    kinds.insert(name);
+                }
+            }
+        }
+        for kind in [
+            "leader-crash",
+            "leader-pause",
+            "leader-partition",
+            "broker-partition",
+            "rolling-restart",
+        ] {
+            assert!(kinds.contains(kind), "{kind} is never drawn");
         }
     }
 

@@ -42,10 +42,11 @@ pub const ROUNDS_PER_TURN_MAX: usize = 8;
 /// The longest the driver sleeps without a tick.
 pub const TICK_INTERVAL_MS_MAX: u64 = 50;
 
-/// Payloads of the appends stepped this turn, by group, then last and first index of the
-/// append's span. A leader may send two appends ending at the same index in one turn (a resend
-/// beside the original): both are kept, the longer first.
-type Payloads = BTreeMap<(GroupId, LogIndex, LogIndex), Bytes>;
+/// Payloads of the appends stepped this turn, by group, term, then last and first index of
+/// the append's span. A leader may send two appends ending at the same index in one turn (a
+/// resend beside the late original): both are kept, and a `Persist` span is written from every
+/// append of its term that ends inside it, in order (batches already written are skipped).
+type Payloads = BTreeMap<(GroupId, Term, LogIndex, LogIndex), Bytes>;
 
 struct Driver {
     broker: Arc<Broker>,
@@ -127,8 +128,10 @@ impl Driver {
                                 Some(payload),
                             ) = (message, payload)
                             {
-                                payloads
-                                    .insert((*group, span.last_index, span.first_index), payload);
+                                payloads.insert(
+                                    (*group, span.term, span.last_index, span.first_index),
+                                    payload,
+                                );
                             }
                         }
                         groups.step(now_ms, envelope);
@@ -251,11 +254,11 @@ impl Driver {
                     // A leader's entries are in its log since the proposal; a follower's come
                     // from the append just stepped.
                     if partition.log_end_offset() <= index_to_offset(span.last_index) {
-                        // Every append of this turn that ends inside the span contributed.
+                        // Every append of this turn and term that ends inside the span.
                         let contributing: Vec<&Bytes> = payloads
                             .range(
-                                (group, span.first_index, 0)
-                                    ..=(group, span.last_index, LogIndex::MAX),
+                                (group, span.term, span.first_index, 0)
+                                    ..=(group, span.term, span.last_index, LogIndex::MAX),
                             )
                             .map(|(_, payload)| payload)
                             .collect();
@@ -442,8 +445,9 @@ impl Driver {
     }
 
     /// The batches covering `span`, widened to whole batches (a batch is never split between
-    /// two appends) and cut at [`APPEND_PAYLOAD_BYTES_MAX`]; with the previous index and term of
-    /// the widened span. `None` when the log cannot supply them (the append is dropped; Raft
+    /// two appends: down to the batch holding its first index, up to the end of the batch
+    /// holding its last, which the same proposal made durable) and cut at
+    /// [`APPEND_PAYLOAD_BYTES_MAX`]; with the previous index and term of the widened span. `None` when the log cannot supply them (the append is dropped; Raft
     /// resends).
     fn attach(
         &self,
@@ -460,14 +464,24 @@ impl Driver {
                 return None;
             }
         };
+        // Only the batches covering the span: the log may already hold later entries that are
+        // not durable here yet, and nothing leaves this broker before it is durable.
+        let span_end_offset = index_to_offset(span.last_index);
         let mut first: Option<RecordBatchHeader> = None;
         let mut last: Option<RecordBatchHeader> = None;
+        let mut length = 0;
         for batch in record_batch::split_batches(&payload) {
-            let header = RecordBatchHeader::parse(batch.ok()?).ok()?;
+            let batch = batch.ok()?;
+            let header = RecordBatchHeader::parse(batch).ok()?;
+            if header.base_offset > span_end_offset {
+                break;
+            }
             first.get_or_insert(header);
             last = Some(header);
+            length += batch.len();
         }
         let (first, last) = (first?, last?);
+        let payload = payload.slice(..length);
         if first.partition_leader_epoch as Term != span.term {
             tracing::error!(topic = %partition.topic, partition = partition.index, epoch = first.partition_leader_epoch, term = span.term,
                 "the log's epoch differs from the Raft term of the entries; not sending");

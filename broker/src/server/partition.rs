@@ -550,6 +550,11 @@ impl Partition {
     pub async fn truncate_from_index(&self, index: LogIndex) -> Result<(), PartitionError> {
         let _turn = self.sync_turn.lock().await;
         let mut state = self.lock();
+        // A failed sync leaves the log's sync in flight and its contents unknown: an offline
+        // replica changes nothing until a restart recovers it.
+        if let Some(reason) = &state.offline {
+            return Err(PartitionError::Offline(reason.clone()));
+        }
         let offset = index_to_offset(index);
         assert!(
             offset >= *self.committed_end.borrow(),

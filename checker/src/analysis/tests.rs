@@ -388,6 +388,29 @@ fn committed_offset_past_end_of_the_observed_log() {
 }
 
 #[test]
+fn committed_offset_past_the_observed_records_but_within_a_known_end_is_fine() {
+    // A replicated log's control batches (leader markers) take offsets no consumer sees.
+    let mut script = Script::default();
+    script.send(1, 10, 0);
+    script.send(1, 11, 1);
+    script.drain(2, &[(0, 10), (1, 11)]);
+    script.commit(2, 3);
+    let options = CheckOptions {
+        known_log_end_offsets: vec![(TopicPartition::new(TOPIC, 0), 3)],
+        ..Default::default()
+    };
+    assert_kinds(&check(&script.history, &options), &[]);
+    let options = CheckOptions {
+        known_log_end_offsets: vec![(TopicPartition::new(TOPIC, 0), 2)],
+        ..Default::default()
+    };
+    assert_kinds(
+        &check(&script.history, &options),
+        &[AnomalyKind::CommittedOffsetPastEnd],
+    );
+}
+
+#[test]
 fn committed_offset_at_the_log_end_is_fine() {
     let mut script = Script::default();
     script.send(1, 10, 0);

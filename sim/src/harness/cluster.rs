@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
-use skiff::config::BrokerConfig;
+use skiff::config::{BrokerConfig, QuorumVoter};
 use skiff::io::{Clock, Disk, Random, SimDisk};
 use skiff::log::LogConfig;
 use skiff::server::{Broker, Seams};
@@ -29,6 +29,8 @@ use crate::world::{CrashKind, World};
 
 /// The port every broker listens on.
 pub const BROKER_PORT: u16 = 9092;
+/// The port of every broker's replication listener, in a cluster.
+pub const REPLICATION_PORT: u16 = 9093;
 /// The pause before a failed broker start is tried again, as a service manager would.
 pub const START_RETRY_BACKOFF_MS: u64 = 1_000;
 /// How long a clean shutdown may take before the node is killed anyway.
@@ -73,11 +75,30 @@ pub fn broker_address(index: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, host)), BROKER_PORT)
 }
 
+/// Broker `index`'s node id: its number plus one (Kafka's ids start at 1 by convention).
+pub fn node_id(index: u32) -> u64 {
+    u64::from(index) + 1
+}
+
+/// The cluster's members: every broker of a world of more than one, none for a single broker.
+fn quorum_voters(world: &World) -> Vec<QuorumVoter> {
+    if world.cluster.brokers <= 1 {
+        return Vec::new();
+    }
+    (0..world.cluster.brokers)
+        .map(|index| QuorumVoter {
+            node_id: i32::try_from(node_id(index)).expect("few brokers"),
+            address: SocketAddr::new(broker_address(index).ip(), REPLICATION_PORT),
+        })
+        .collect()
+}
+
 /// The broker's configuration in `world`.
 fn broker_config(world: &World, index: u32) -> BrokerConfig {
     let address = broker_address(index);
     BrokerConfig {
-        node_id: i32::try_from(index + 1).expect("few brokers"),
+        quorum_voters: quorum_voters(world),
+        node_id: i32::try_from(node_id(index)).expect("few brokers"),
         data_dir: format!("/data/broker-{index}").into(),
         listener: address,
         advertised_host: address.ip().to_string(),

@@ -13,12 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle, Runtime};
+use skiff::io::SimDisk;
+use skiff::server::partition::Partition;
 use skiff::server::Broker;
 use skiff_checker::CheckOptions;
 use skiff_client::Admin;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::invariants::{CommittedBatch, PartitionKey, ReplicaObservation};
 use crate::report::{LivenessReport, RunResult};
 use crate::world::World;
 use cluster::BrokerNode;
@@ -63,6 +66,8 @@ fn client_node(name: String, host: [u8; 4]) -> NodeHandle {
 async fn create_topics(world: &World, bootstrap: &[String], node: &NodeHandle) -> bool {
     let world = world.clone();
     let bootstrap = bootstrap.to_vec();
+    // A cluster replicates every partition on every broker: -1 asks for that.
+    let replication_factor: i16 = if world.cluster.brokers > 1 { -1 } else { 1 };
     let task = node.spawn(async move {
         let deadline = Instant::now() + Duration::from_millis(SETUP_MS_MAX);
         while Instant::now() < deadline {
@@ -72,7 +77,9 @@ async fn create_topics(world: &World, bootstrap: &[String], node: &NodeHandle) -
                 for topic in &world.workload.topics {
                     let partitions = topic.partitions as i32;
                     // An earlier attempt may have created it: TOPIC_ALREADY_EXISTS is fine.
-                    let _ = admin.create_topic(&topic.name, partitions, 1).await;
+                    let _ = admin
+                        .create_topic(&topic.name, partitions, replication_factor)
+                        .await;
                     created &= admin
                         .wait_for_leaders(&topic.name, Duration::from_secs(5))
                         .await
@@ -89,15 +96,65 @@ async fn create_topics(world: &World, bootstrap: &[String], node: &NodeHandle) -
     task.await.unwrap_or(false)
 }
 
+/// Every partition replica a running broker has: its topics' partitions and, in a cluster,
+/// the metadata log.
+fn replicas_of(broker: &Broker) -> Vec<(PartitionKey, Arc<Partition>)> {
+    let mut replicas = Vec::new();
+    for topic in broker.topics() {
+        for partition in &topic.partitions {
+            let key = (
+                topic.name.clone(),
+                u32::try_from(partition.index).expect("not negative"),
+            );
+            replicas.push((key, partition.clone()));
+        }
+    }
+    if let Some(metadata) = broker
+        .cluster
+        .get()
+        .and_then(|cluster| cluster.replica(skiff::cluster::METADATA_GROUP))
+    {
+        replicas.push(((crate::world::METADATA_TOPIC.to_string(), 0), metadata));
+    }
+    replicas
+}
+
+/// What a replica's Raft group says now: (term, is leader, believed leader).
+fn raft_view(broker: &Broker, partition: &Partition) -> Option<(u64, bool, Option<u64>)> {
+    let cluster = broker.cluster.get()?;
+    let group = partition.group()?;
+    let groups = cluster.raft.lock();
+    let node = groups.get(group)?;
+    Some((node.term(), node.is_leader(), node.leader()))
+}
+
+/// The broker incarnation each slot last showed: a new one is a restart.
+#[derive(Default)]
+struct Incarnation {
+    /// Kept alive, so that a new broker can never reuse its address.
+    broker: Option<Arc<Broker>>,
+    number: u64,
+    /// Partitions whose recovered logs were checked in this incarnation.
+    checked: std::collections::BTreeSet<PartitionKey>,
+}
+
+/// Whether reads of `disk` return exactly what is stored now: no read errors, corruption or
+/// latent sector errors are drawn.
+fn reads_are_exact(disk: &SimDisk) -> bool {
+    let faults = disk.faults();
+    faults.read_error_probability == 0.0
+        && faults.read_corruption_probability == 0.0
+        && faults.latent_sector_error_probability == 0.0
+}
+
 /// Looks at every running broker's partitions until told to stop.
 async fn monitor(
     slots: Vec<Arc<Mutex<Option<Arc<Broker>>>>>,
+    disks: Vec<SimDisk>,
     recorder: Recorder,
     mut stop: watch::Receiver<bool>,
 ) {
-    // The broker instance last checked per slot: a new instance is a restart, whose recovered
-    // logs are checked once.
-    let mut checked: Vec<Option<usize>> = vec![None; slots.len()];
+    let mut incarnations: Vec<Incarnation> = slots.iter().map(|_| Incarnation::default()).collect();
     loop {
         for (index, slot) in slots.iter().enumerate() {
             let broker = slot
@@ -107,38 +164,54 @@ async fn monitor(
             let Some(broker) = broker else { continue };
             let time_ms = recorder.now_ms();
             let mut state = recorder.lock();
-            if checked[index] != Some(Arc::as_ptr(&broker) as usize) {
-                checked[index] = Some(Arc::as_ptr(&broker) as usize);
-                for topic in broker.topics() {
-                    for partition in &topic.partitions {
-                        if let Err(problem) = partition.check_consistency() {
-                            let key = (
-                                topic.name.clone(),
-                                u32::try_from(partition.index).expect("not negative"),
-                            );
-                            state.invariants.log_inconsistent(
-                                time_ms,
-                                index as u32,
-                                &key,
-                                &problem,
-                            );
-                        }
+            let incarnation = &mut incarnations[index];
+            if !incarnation
+                .broker
+                .as_ref()
+                .is_some_and(|known| Arc::ptr_eq(known, &broker))
+            {
+                if incarnation.broker.is_some() {
+                    incarnation.number += 1;
+                }
+                incarnation.broker = Some(broker.clone());
+                incarnation.checked.clear();
+            }
+            let first_look = incarnation.checked.is_empty();
+            for (key, partition) in replicas_of(&broker) {
+                // A restart's recovered logs are checked once, as soon as the broker runs. In a
+                // cluster, replicas appear as the metadata log is applied, each with new
+                // unsynced entries by the time it shows: their check waits for a disk whose
+                // reads are exact (a read fault there is no recovery bug), and never reads an
+                // offline replica, whose unsynced contents are unknown by definition.
+                let checkable = (first_look && !partition.is_replicated())
+                    || (reads_are_exact(&disks[index]) && !partition.is_offline());
+                if checkable && incarnation.checked.insert(key.clone()) {
+                    if let Err(problem) = partition.check_consistency() {
+                        state
+                            .invariants
+                            .log_inconsistent(time_ms, index as u32, &key, &problem);
                     }
                 }
-            }
-            for topic in broker.topics() {
-                for partition in &topic.partitions {
-                    let key = (
-                        topic.name.clone(),
-                        u32::try_from(partition.index).expect("not negative"),
-                    );
-                    state.invariants.observe(
-                        time_ms,
-                        index as u32,
-                        key,
-                        partition.high_watermark(),
-                    );
+                if !partition.is_replicated() {
+                    let high_watermark = partition.high_watermark();
+                    state
+                        .invariants
+                        .observe(time_ms, index as u32, key, high_watermark);
+                    continue;
                 }
+                let Some((term, is_leader, leader)) = raft_view(&broker, &partition) else {
+                    continue;
+                };
+                let observation = ReplicaObservation {
+                    broker: index as u32,
+                    incarnation: incarnation.number,
+                    partition: key,
+                    high_watermark: partition.high_watermark(),
+                    term,
+                    is_leader,
+                    leader,
+                };
+                state.invariants.observe_replica(time_ms, observation);
             }
         }
         tokio::select! {
@@ -147,6 +220,99 @@ async fn monitor(
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }
+}
+
+/// How long the end-of-run replica check lets followers learn the last commit index first.
+pub const REPLICA_SETTLE_MS: u64 = 3_000;
+/// Bytes one read of a replica's log returns, for the end-of-run comparison.
+const REPLICA_READ_BYTES_MAX: usize = 1024 * 1024;
+
+/// A replica's batches below its high watermark, or `None` if its log cannot be read now.
+fn committed_batches(partition: &Partition) -> Option<Vec<CommittedBatch>> {
+    let high_watermark = partition.high_watermark();
+    let mut batches = Vec::new();
+    let mut offset = partition.log_start_offset();
+    while offset < high_watermark {
+        let (bytes, _, _) = partition.read(offset, REPLICA_READ_BYTES_MAX).ok()?;
+        let before = offset;
+        for batch in skiff::log::record_batch::split_batches(&bytes) {
+            let batch = batch.ok()?;
+            let header = skiff::log::record_batch::RecordBatchHeader::parse(batch).ok()?;
+            if header.last_offset() >= high_watermark {
+                break;
+            }
+            batches.push(CommittedBatch {
+                base_offset: header.base_offset,
+                last_offset: header.last_offset(),
+                digest: crate::report::fnv1a_64(batch),
+            });
+            offset = header.last_offset() + 1;
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Some(batches)
+}
+
+/// At the end, in a cluster: every running replica's committed batches agree, and for every
+/// partition some replica's high watermark covers every acknowledged offset.
+async fn check_replicas(brokers: &[BrokerNode], recorder: &Recorder) {
+    tokio::time::sleep(Duration::from_millis(REPLICA_SETTLE_MS)).await;
+    let mut replicas: std::collections::BTreeMap<PartitionKey, Vec<(u32, Arc<Partition>)>> =
+        std::collections::BTreeMap::new();
+    for node in brokers {
+        let Some(broker) = node.broker() else {
+            continue;
+        };
+        for (key, partition) in replicas_of(&broker) {
+            replicas
+                .entry(key)
+                .or_default()
+                .push((node.index, partition));
+        }
+    }
+    let time_ms = recorder.now_ms();
+    let mut state = recorder.lock();
+    for partition in state.invariants.acknowledged_partitions() {
+        let highest = replicas.get(&partition).and_then(|replicas| {
+            replicas
+                .iter()
+                .map(|(broker, replica)| (replica.high_watermark(), *broker))
+                .max()
+        });
+        let (high_watermark, broker) = highest.unwrap_or((0, 0));
+        state
+            .invariants
+            .check_acknowledged_committed(time_ms, &partition, broker, high_watermark);
+    }
+    for (key, partitions) in &replicas {
+        let batches: Vec<(u32, Vec<CommittedBatch>)> = partitions
+            .iter()
+            .filter_map(|(broker, partition)| Some((*broker, committed_batches(partition)?)))
+            .collect();
+        state.invariants.compare_replicas(time_ms, key, &batches);
+    }
+}
+
+/// The checker's options: in a cluster, the drain's log end offsets, because each new leader's
+/// control batch takes an offset no consumer observes.
+fn check_options(world: &World, drained: &workload::DrainResult) -> CheckOptions {
+    let mut options = CheckOptions::default();
+    if world.cluster.brokers > 1 {
+        options.known_log_end_offsets = drained
+            .progress
+            .iter()
+            .filter_map(|progress| {
+                let end = u64::try_from(progress.end_offset?).ok()?;
+                Some((
+                    skiff_checker::TopicPartition::new(progress.topic.clone(), progress.partition),
+                    end,
+                ))
+            })
+            .collect();
+    }
+    options
 }
 
 async fn simulate(world: World, scenario: Option<String>) -> RunResult {
@@ -170,7 +336,8 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
 
     let (stop_monitor, monitor_stop) = watch::channel(false);
     let slots = brokers.iter().map(|broker| broker.slot.clone()).collect();
-    let monitor_task = tokio::spawn(monitor(slots, recorder.clone(), monitor_stop));
+    let disks = brokers.iter().map(|broker| broker.disk.clone()).collect();
+    let monitor_task = tokio::spawn(monitor(slots, disks, recorder.clone(), monitor_stop));
 
     let topics_created = create_topics(&world, &bootstrap, &setup_node).await;
     assert!(
@@ -181,7 +348,11 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
     // The safety phase: faults on.
     let safety_start = Instant::now();
     for broker in &brokers {
-        broker.disk.set_faults(world.disk_faults.to_disk());
+        let faulty =
+            world.disk_fault_brokers.is_empty() || world.disk_fault_brokers.contains(&broker.index);
+        if faulty {
+            broker.disk.set_faults(world.disk_faults.to_disk());
+        }
     }
     let (phase_sender, phase) = watch::channel(Phase::Safety);
     let mut client_tasks = Vec::new();
@@ -214,6 +385,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
     nemesis::heal(&mut brokers, &clients, &recorder).await;
     let healed_at_ms = recorder.now_ms();
     recorder.lock().healed_at_ms = Some(healed_at_ms);
+    recorder.lock().invariants.healed(healed_at_ms);
     phase_sender.send_replace(Phase::Liveness);
     tokio::time::sleep(Duration::from_millis(world.phases.liveness_ms)).await;
     phase_sender.send_replace(Phase::Stopped);
@@ -236,6 +408,9 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         ))
         .await
         .unwrap_or_default();
+    if world.cluster.brokers > 1 {
+        check_replicas(&brokers, &recorder).await;
+    }
     stop_monitor.send_replace(true);
     let _ = monitor_task.await;
 
@@ -254,7 +429,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         .collect();
     let progress_deadline_ms = healed_at_ms + world.phases.liveness_ms;
     let state = recorder.lock();
-    let verdict = skiff_checker::check(&state.history, &CheckOptions::default());
+    let verdict = skiff_checker::check(&state.history, &check_options(&world, &drained));
     RunResult {
         world,
         scenario,
@@ -270,6 +445,7 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
             drain_complete: drained.complete,
             drained_records: drained.records,
             drain_progress: drained.progress,
+            leaderless_after_heal: state.invariants.leaderless_after_heal(),
         },
         disk_fault_counts,
         simulated_seconds,

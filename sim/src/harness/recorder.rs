@@ -98,11 +98,17 @@ impl Recorder {
         if let Some(offset) = offset {
             state.invariants.acknowledged(partition, offset);
         }
-        if state.healed_at_ms.is_some()
-            && state.first_acknowledgement_after_heal_ms[producer].is_none()
-        {
-            state.first_acknowledgement_after_heal_ms[producer] = Some(time_ms);
-        }
+        note_progress(&mut state, producer, time_ms);
+    }
+
+    /// Records a send that `producer` got acknowledged, but whose acknowledgement promises
+    /// nothing durable (acks=1 in a cluster: a leader change may take it back), as
+    /// indeterminate; it still counts as the producer's progress.
+    pub fn acknowledged_by_leader_only(&self, producer: usize, id: OperationId, invocation: Op) {
+        let time = self.now_ns();
+        let mut state = self.lock();
+        state.history.complete(id, time, Outcome::Info(invocation));
+        note_progress(&mut state, producer, time / 1_000_000);
     }
 
     /// Records a nemesis action in the history and the fault log.
@@ -114,5 +120,13 @@ impl Recorder {
             time_ms: time / 1_000_000,
             action,
         });
+    }
+}
+
+/// Notes `producer`'s first acknowledgement after the heal.
+fn note_progress(state: &mut RecordState, producer: usize, time_ms: u64) {
+    if state.healed_at_ms.is_some() && state.first_acknowledgement_after_heal_ms[producer].is_none()
+    {
+        state.first_acknowledgement_after_heal_ms[producer] = Some(time_ms);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! # What is recorded, and how
 //!
-//! - A send is an `invoke` before the call and, after it, `ok` with the partition and offset,
+//! - A send is an `invoke` before the call and, after it, `ok` with the partition and offset
+//!   (in a cluster, only for acks=-1: an acks=1 acknowledgement is recorded as `info`, since a
+//!   leader change may take it back),
 //!   `fail` only when the client knows the record was not written (see [`send_definitely_failed`]),
 //!   and `info` otherwise (a timeout, a broken connection, a storage error after the append).
 //! - Values are unique: producer `p`'s `n`-th record has value `(p + 1) * VALUE_STRIDE + n`,
@@ -107,6 +109,8 @@ pub fn decode_value(payload: Option<&Bytes>) -> RecordValue {
 
 /// Whether a failed send certainly did not write its record. Only refusals the broker makes
 /// before appending, and sends never attempted, count; everything else is indeterminate.
+/// NOT_LEADER_OR_FOLLOWER is not one: a cluster's leader that loses its leadership while an
+/// acks=-1 batch waits for the quorum answers it after appending.
 pub fn send_definitely_failed(error: &ProduceError) -> bool {
     if error.is_indeterminate() {
         return false;
@@ -118,7 +122,6 @@ pub fn send_definitely_failed(error: &ProduceError) -> bool {
         ProduceError::Broker { error, .. } => matches!(
             error,
             ResponseError::UnknownTopicOrPartition
-                | ResponseError::NotLeaderOrFollower
                 | ResponseError::LeaderNotAvailable
                 | ResponseError::CorruptMessage
                 | ResponseError::InvalidRecord
@@ -176,6 +179,10 @@ pub async fn run_producer(
     let seed = crate::report::fnv1a_64(format!("{}/producer/{index}", world.seed).as_bytes());
     let mut random = StdRng::seed_from_u64(seed);
     let partitions = partition_count(&world, &settings.topic);
+    // In a cluster, acks=1 is answered once the leader alone has the record: a leader change
+    // may truncate it (as in Kafka), so its acknowledgement is recorded as indeterminate.
+    let acknowledgement_is_durable =
+        settings.acks == AcksSetting::All || world.cluster.brokers == 1;
     let mut producer: Option<Producer> = None;
     let mut sequence = 0;
     while *phase.borrow() != Phase::Stopped {
@@ -215,6 +222,9 @@ pub async fn run_producer(
             )
             .await;
         match result {
+            Ok(_) if !acknowledgement_is_durable => {
+                recorder.acknowledged_by_leader_only(index, id, invocation);
+            }
             Ok(metadata) => {
                 let written_partition =
                     u32::try_from(metadata.partition).expect("partitions are not negative");
