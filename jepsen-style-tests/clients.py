@@ -4,6 +4,7 @@ Every loop here has a deadline: a broker that stops answering makes a test fail 
 message, never hang.
 """
 
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -150,3 +151,51 @@ def commit_sync(client):
     except KafkaException as error:
         if error.args[0].code() != KafkaError._NO_OFFSET:
             raise
+
+
+class BackgroundProducer:
+    """Writes unique values (`prefix` and a counter) on a thread of its own until stopped,
+    recording each acknowledgement's (partition, offset) and each final failure."""
+
+    def __init__(self, target, topic, prefix, **settings):
+        self.producer = producer(target, **settings)
+        self.topic = topic
+        self.prefix = prefix
+        self.acknowledged = {}
+        self.failed = {}
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def on_delivery(self, error, message):
+        value = message.value().decode()
+        with self.lock:
+            if error is not None:
+                self.failed[value] = error
+            else:
+                self.acknowledged[value] = (message.partition(), message.offset())
+
+    def acknowledged_count(self, partition=None):
+        with self.lock:
+            if partition is None:
+                return len(self.acknowledged)
+            return sum(1 for at in self.acknowledged.values() if at[0] == partition)
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.producer.produce(self.topic, value=f"{self.prefix}-{self.sent:07d}", on_delivery=self.on_delivery)
+                self.sent += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.001)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=30)
+        remaining = self.producer.flush(TRANSFER_TIMEOUT_S)
+        assert remaining == 0, f"{remaining} in-flight messages neither acknowledged nor failed"

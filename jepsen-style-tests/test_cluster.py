@@ -15,7 +15,6 @@ broker rejoins (listed in metadata) and, once it leads a partition, serves the s
 
 import signal
 import subprocess
-import threading
 import time
 
 from confluent_kafka import TopicPartition
@@ -31,54 +30,6 @@ BEFORE_KILL = 3000
 AFTER_KILL = 3000
 # How long a failover may take before the test calls it stuck (elections take 1-2 s).
 FAILOVER_TIMEOUT_S = 60.0
-
-
-class BackgroundProducer:
-    """Writes unique values until stopped, recording each acknowledgement's offset."""
-
-    def __init__(self, cluster, topic):
-        self.producer = clients.producer(cluster, **{"enable.idempotence": True, "linger.ms": 2})
-        self.topic = topic
-        self.acknowledged = {}
-        self.failed = {}
-        self.sent = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def on_delivery(self, error, message):
-        value = message.value().decode()
-        with self.lock:
-            if error is not None:
-                self.failed[value] = error
-            else:
-                self.acknowledged[value] = (message.partition(), message.offset())
-
-    def acknowledged_count(self, partition=None):
-        with self.lock:
-            if partition is None:
-                return len(self.acknowledged)
-            return sum(1 for at in self.acknowledged.values() if at[0] == partition)
-
-    def run(self):
-        while not self.stopping.is_set():
-            try:
-                self.producer.produce(self.topic, value=f"value-{self.sent:07d}", on_delivery=self.on_delivery)
-                self.sent += 1
-            except BufferError:
-                pass
-            self.producer.poll(0.0005)
-            if self.sent % 200 == 0:
-                time.sleep(0.01)
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(timeout=30)
-        remaining = self.producer.flush(clients.TRANSFER_TIMEOUT_S)
-        assert remaining == 0, f"{remaining} messages neither acknowledged nor failed"
 
 
 def wait_until(condition, timeout_s, what):
@@ -138,7 +89,8 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
     assert sorted(metadata.brokers) == [1, 2, 3]
     assert all(len(p.replicas) == REPLICAS for p in metadata.topics["replicated"].partitions.values())
 
-    producer = BackgroundProducer(cluster, "replicated")
+    producer = clients.BackgroundProducer(
+        cluster, "replicated", "value", **{"enable.idempotence": True, "linger.ms": 2})
     producer.start()
     try:
         wait_until(lambda: producer.acknowledged_count() >= BEFORE_KILL, clients.TRANSFER_TIMEOUT_S, "acknowledgements before the kill")

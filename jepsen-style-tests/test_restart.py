@@ -19,7 +19,6 @@ stay dense. Messages in flight at the SIGKILL and not acknowledged may or may no
 """
 
 import signal
-import threading
 import time
 
 import pytest
@@ -33,42 +32,6 @@ CONSUMED_BEFORE_RESTART = 900
 SECOND_BATCH = 500
 # How long the in-flight producer keeps writing while the broker is killed and restarted.
 IN_FLIGHT_WINDOW_S = 1.0
-
-
-class BackgroundProducer:
-    """A producer that writes unique values until stopped, recording which were acked."""
-
-    def __init__(self, broker, topic):
-        # Not idempotent: its retries after the kill may duplicate, which is allowed for
-        # messages whose acknowledgement the kill cut off.
-        self.producer = clients.producer(broker, **{"enable.idempotence": False, "retries": 1000000})
-        self.topic = topic
-        self.acknowledged = set()
-        self.failed = set()
-        self.sent = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def on_delivery(self, error, message):
-        (self.failed if error is not None else self.acknowledged).add(message.value().decode())
-
-    def run(self):
-        while not self.stopping.is_set():
-            try:
-                self.producer.produce(self.topic, value=f"in-flight-{self.sent:06d}", on_delivery=self.on_delivery)
-                self.sent += 1
-            except BufferError:
-                pass
-            self.producer.poll(0.001)
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(timeout=30)
-        remaining = self.producer.flush(clients.TRANSFER_TIMEOUT_S)
-        assert remaining == 0, f"{remaining} in-flight messages neither acknowledged nor failed"
 
 
 def read_everything(broker, topic, group_id, expected_minimum):
@@ -124,7 +87,10 @@ def test_restart_keeps_acknowledged_messages_and_committed_offsets(broker, stop_
     # 3 and 4. Stop the broker (with writes in flight for SIGKILL) and restart it.
     background = None
     if stop_signal == signal.SIGKILL:
-        background = BackgroundProducer(broker, topic)
+        # Not idempotent: its retries after the kill may duplicate, which is allowed for
+        # messages whose acknowledgement the kill cut off.
+        background = clients.BackgroundProducer(
+            broker, topic, "in-flight", **{"enable.idempotence": False, "retries": 1000000})
         background.start()
         time.sleep(IN_FLIGHT_WINDOW_S)
     status = broker.restart(stop_signal)
@@ -143,7 +109,7 @@ def test_restart_keeps_acknowledged_messages_and_committed_offsets(broker, stop_
     )
     assert not failed_after and len(acknowledged_after) == SECOND_BATCH
 
-    in_flight_acknowledged = background.acknowledged if background else set()
+    in_flight_acknowledged = set(background.acknowledged) if background else set()
     member = clients.consumer(broker, group_id)
     member.subscribe([topic])
     expected_after = FIRST_BATCH - CONSUMED_BEFORE_RESTART + SECOND_BATCH + len(in_flight_acknowledged)

@@ -102,7 +102,6 @@ pub struct Cluster {
     metadata_applied: AtomicI64,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     links: OnceLock<BTreeMap<NodeId, transport::PeerLink>>,
-    inbox: OnceLock<mpsc::Sender<transport::InboundFrame>>,
     clock: crate::io::Clock,
     random_seed: u64,
 }
@@ -129,7 +128,6 @@ impl Cluster {
             metadata_applied: AtomicI64::new(0),
             peers: Mutex::new(BTreeMap::new()),
             links: OnceLock::new(),
-            inbox: OnceLock::new(),
             clock,
             random_seed,
         }
@@ -412,9 +410,8 @@ pub async fn start(
             source,
         })?;
     let (inbox_sender, inbox) = mpsc::channel(transport::INBOX_FRAMES_MAX);
-    let links = transport::start(&cluster, listener, inbox_sender.clone(), shutdown.clone());
+    let links = transport::start(&cluster, listener, inbox_sender, shutdown.clone());
     let _ = cluster.links.set(links.into_iter().collect());
-    let _ = cluster.inbox.set(inbox_sender);
     tasks::spawn(driver::run(
         broker.clone(),
         cluster.clone(),

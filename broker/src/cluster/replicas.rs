@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
 
 use super::metadata::{MetadataChange, MetadataRecord, METADATA_GROUP, METADATA_TOPIC};
@@ -110,43 +109,22 @@ pub fn apply_committed(
     cluster: &Arc<Cluster>,
     from_offset: i64,
 ) -> Result<i64, String> {
-    let partition = cluster.metadata_partition();
-    let mut offset = from_offset;
-    // Bounded: each step advances past at least one batch, and stops at the high watermark.
-    while offset < partition.high_watermark() {
-        let (bytes, _, _) = partition
-            .read(offset, METADATA_READ_BYTES)
-            .map_err(|error| error.to_string())?;
-        if bytes.is_empty() {
-            break;
-        }
-        let mut buffer = bytes;
-        let mut next = offset;
-        while !buffer.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut buffer)
-                .map_err(|error| format!("metadata log: {error:#}"))?;
-            for record in set.records {
-                next = next.max(record.offset + 1);
-                if record.offset < offset || record.control {
-                    continue;
-                }
-                let Some(value) = record.value else {
-                    continue;
-                };
-                match MetadataRecord::decode(&value) {
-                    Ok(decoded) => apply_record(broker, cluster, &decoded)?,
-                    Err(error) => {
-                        tracing::warn!(offset = record.offset, %error, "skipping an unreadable metadata record")
-                    }
+    cluster.metadata_partition().for_each_committed_record(
+        from_offset,
+        METADATA_READ_BYTES,
+        |record| {
+            let Some(value) = record.value else {
+                return Ok(());
+            };
+            match MetadataRecord::decode(&value) {
+                Ok(decoded) => apply_record(broker, cluster, &decoded),
+                Err(error) => {
+                    tracing::warn!(offset = record.offset, %error, "skipping an unreadable metadata record");
+                    Ok(())
                 }
             }
-        }
-        if next <= offset {
-            return Err(format!("metadata log made no progress at offset {offset}"));
-        }
-        offset = next;
-    }
-    Ok(offset)
+        },
+    )
 }
 
 fn apply_record(

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::{oneshot, Notify};
 
 use super::broker::{Broker, OFFSETS_TOPIC};
@@ -188,42 +187,18 @@ fn offsets_partition(broker: &Broker) -> Arc<Partition> {
 /// they can only come from a newer format, and skipping loses nothing the CRC vouched for.
 fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
     let mut records = Vec::new();
-    let mut offset = partition.log_start_offset();
-    let end = partition.high_watermark();
-    while offset < end {
-        let (bytes, _, _) = partition
-            .read(offset, OFFSETS_REPLAY_READ_BYTES)
-            .map_err(|error| error.to_string())?;
-        if bytes.is_empty() {
-            break;
-        }
-        let mut buffer = bytes.clone();
-        let mut next = offset;
-        while !buffer.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut buffer)
-                .map_err(|error| format!("offsets log: {error:#}"))?;
-            for record in set.records {
-                next = next.max(record.offset + 1);
-                // Control records (a replicated log's leader markers) are not offsets.
-                if record.control {
-                    continue;
-                }
-                let (Some(key), Some(value)) = (record.key, record.value) else {
-                    continue;
-                };
-                match OffsetRecord::decode(&key, &value) {
-                    Ok(decoded) => records.push(decoded),
-                    Err(error) => {
-                        tracing::warn!(offset = record.offset, %error, "skipping an unreadable offset record")
-                    }
-                }
+    partition.for_each_committed_record(0, OFFSETS_REPLAY_READ_BYTES, |record| {
+        let (Some(key), Some(value)) = (record.key, record.value) else {
+            return Ok(());
+        };
+        match OffsetRecord::decode(&key, &value) {
+            Ok(decoded) => records.push(decoded),
+            Err(error) => {
+                tracing::warn!(offset = record.offset, %error, "skipping an unreadable offset record")
             }
         }
-        if next <= offset {
-            return Err(format!("offsets log made no progress at offset {offset}"));
-        }
-        offset = next;
-    }
+        Ok(())
+    })?;
     Ok(records)
 }
 

@@ -139,20 +139,7 @@ impl Partition {
         let wall_ms = seams.clock.wall_ms();
         let (log, _report) =
             PartitionLog::open(seams.disk.clone(), &directory, log_config, wall_ms)?;
-        let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
-        log.for_each_batch(log.log_start_offset(), |header: &RecordBatchHeader| {
-            if header.producer_id >= 0 {
-                producers.replay(
-                    header.producer_id,
-                    header.producer_epoch,
-                    header.base_sequence,
-                    last_sequence(header),
-                    header.base_offset,
-                    header.last_offset(),
-                    header.max_timestamp,
-                );
-            }
-        })?;
+        let producers = producers_from_log(&log)?;
         let durable = log.durable_end_offset();
         Ok(Arc::new(Self {
             topic: topic.to_string(),
@@ -525,17 +512,7 @@ impl Partition {
             state
                 .log
                 .append(batch, header.partition_leader_epoch, wall_ms)?;
-            if header.producer_id >= 0 {
-                state.producers.replay(
-                    header.producer_id,
-                    header.producer_epoch,
-                    header.base_sequence,
-                    last_sequence(&header),
-                    header.base_offset,
-                    header.last_offset(),
-                    header.max_timestamp,
-                );
-            }
+            replay_producer(&mut state.producers, &header);
         }
         if state.log.log_end_offset() != end {
             return Err(PartitionError::Replication(format!(
@@ -561,23 +538,7 @@ impl Partition {
             "a committed entry is never truncated"
         );
         state.log.truncate_to(offset)?;
-        let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
-        state
-            .log
-            .for_each_batch(state.log.log_start_offset(), |header| {
-                if header.producer_id >= 0 {
-                    producers.replay(
-                        header.producer_id,
-                        header.producer_epoch,
-                        header.base_sequence,
-                        last_sequence(header),
-                        header.base_offset,
-                        header.last_offset(),
-                        header.max_timestamp,
-                    );
-                }
-            })?;
-        state.producers = producers;
+        state.producers = producers_from_log(&state.log)?;
         let end = state.log.durable_end_offset();
         drop(state);
         self.durable_end.send_replace(end);
@@ -772,6 +733,50 @@ impl Partition {
         Ok((bytes, high_watermark, state.log.log_start_offset()))
     }
 
+    /// Calls `visit` with every data record (control records skipped) from `from_offset` up to
+    /// the high watermark as it stands now, reading `read_bytes` at a time; returns the offset
+    /// after the last record read. For the broker's own logs (committed offsets, metadata),
+    /// whose batches its own encoder wrote.
+    pub fn for_each_committed_record(
+        &self,
+        from_offset: i64,
+        read_bytes: usize,
+        mut visit: impl FnMut(kafka_protocol::records::Record) -> Result<(), String>,
+    ) -> Result<i64, String> {
+        let mut offset = from_offset.max(self.log_start_offset());
+        let end = self.high_watermark();
+        // Bounded: each step passes at least one batch, and stops at the high watermark.
+        while offset < end {
+            let (bytes, _, _) = self
+                .read(offset, read_bytes)
+                .map_err(|error| error.to_string())?;
+            if bytes.is_empty() {
+                break;
+            }
+            let mut buffer = bytes;
+            let mut next = offset;
+            while !buffer.is_empty() {
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer)
+                    .map_err(|error| format!("{}-{}: {error:#}", self.topic, self.index))?;
+                for record in set.records {
+                    next = next.max(record.offset + 1);
+                    // Leader markers and other control records carry no data.
+                    if record.offset >= offset && !record.control {
+                        visit(record)?;
+                    }
+                }
+            }
+            if next <= offset {
+                return Err(format!(
+                    "{}-{} made no progress at offset {offset}",
+                    self.topic, self.index
+                ));
+            }
+            offset = next;
+        }
+        Ok(offset)
+    }
+
     /// The first offset with a timestamp at or after `timestamp`, below the high watermark.
     pub fn offset_for_timestamp(
         &self,
@@ -924,6 +929,30 @@ async fn sleep_for_simulated_latency(disk: &dyn Disk) {
         let capped = latency.min(Duration::from_millis(SIMULATED_LATENCY_SLEEP_MS_MAX));
         tokio::time::sleep(capped).await;
     }
+}
+
+/// Records an idempotent batch found in the log (at open, on a follower, after truncation).
+fn replay_producer(producers: &mut ProducerStateTable, header: &RecordBatchHeader) {
+    if header.producer_id >= 0 {
+        producers.replay(
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            last_sequence(header),
+            header.base_offset,
+            header.last_offset(),
+            header.max_timestamp,
+        );
+    }
+}
+
+/// The idempotent-producer state a log implies: rebuilt from every batch it holds.
+fn producers_from_log(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
+    let mut producers = ProducerStateTable::new(ProducerStateConfig::default());
+    log.for_each_batch(log.log_start_offset(), |header| {
+        replay_producer(&mut producers, header)
+    })?;
+    Ok(producers)
 }
 
 /// The sequence number of a batch's last record. Sequences wrap from `i32::MAX` to 0, as in
