@@ -152,7 +152,7 @@ async fn link(
         }
         .await;
         let hello_interval = Duration::from_millis(HELLO_INTERVAL_MS);
-        let mut next_hello = tokio::time::Instant::now() + hello_interval;
+        let mut next_hello = cluster.clock.now() + hello_interval;
         while outcome.is_ok() {
             // A hello goes out every interval however busy the link is: it is the peer's
             // liveness signal, and Raft traffic alone never stops.
@@ -160,7 +160,7 @@ async fn link(
                 biased;
                 _ = shutdown.wait_for(|stopping| *stopping) => return,
                 _ = tokio::time::sleep_until(next_hello) => {
-                    next_hello = tokio::time::Instant::now() + hello_interval;
+                    next_hello = cluster.clock.now() + hello_interval;
                     hello.clone()
                 }
                 frame = frames.recv() => match frame {
