@@ -130,6 +130,54 @@ def metadata_broker_count(host, port, timeout_s=10.0):
     return broker_count
 
 
+def partition_leaders(host, port, topic, timeout_s=10.0):
+    """Asks this one broker (Metadata v0) about one topic: {partition: (leader, replicas)}.
+
+    Client libraries send metadata requests to whichever broker they like; this asks the
+    broker named, so tests can compare what each broker says."""
+    body = struct.pack(">i", 1) + encode_string16(topic)
+    with connect(host, port, timeout_s) as sock:
+        sock.sendall(frame(request_header(API_KEY_METADATA, 0, 9) + body))
+        payload = recv_frame(sock)
+    offset = 0
+
+    def take(fmt):
+        nonlocal offset
+        values = struct.unpack_from(fmt, payload, offset)
+        offset += struct.calcsize(fmt)
+        return values
+
+    def take_string():
+        nonlocal offset
+        (length,) = take(">h")
+        text = payload[offset:offset + max(length, 0)].decode()
+        offset += max(length, 0)
+        return text
+
+    (correlation_id,) = take(">i")
+    assert correlation_id == 9, f"correlation id {correlation_id} != 9"
+    (broker_count,) = take(">i")
+    for _ in range(broker_count):
+        take(">i")
+        take_string()
+        take(">i")
+    (topic_count,) = take(">i")
+    found = {}
+    for _ in range(topic_count):
+        (error,) = take(">h")
+        name = take_string()
+        (partition_count,) = take(">i")
+        for _ in range(partition_count):
+            _error, partition, leader = take(">hii")
+            (replica_count,) = take(">i")
+            replicas = take(f">{replica_count}i")
+            (isr_count,) = take(">i")
+            take(f">{isr_count}i")
+            if name == topic and error == 0:
+                found[partition] = (leader, tuple(replicas))
+    return found
+
+
 def wait_closed(sock, timeout_s):
     """Reads until the broker closes the connection. Returns the bytes it sent first.
 

@@ -61,10 +61,10 @@ def leader_of(cluster, topic, partition):
     return described.partitions[partition].leader
 
 
-def read_all(cluster, topic, expected):
+def read_all(cluster, topic, expected, partitions=PARTITIONS):
     """Reads every partition from the start until `expected` values arrived (plus a drain)."""
     reader = clients.consumer(cluster, "cluster-reader")
-    reader.assign([TopicPartition(topic, partition, 0) for partition in range(PARTITIONS)])
+    reader.assign([TopicPartition(topic, partition, 0) for partition in range(partitions)])
     try:
         received = clients.consume_exactly(reader, expected)
         deadline = time.monotonic() + 2.0

@@ -339,8 +339,11 @@ impl Driver {
         let (hard_state, terms) = partition
             .recover_raft_state(self.broker.seams.disk.as_ref())
             .map_err(|error| error.to_string())?;
-        let node = replicas::raft_node(&self.cluster, group, hard_state, terms);
         let mut set = self.cluster.raft.lock();
+        let Some(voters) = set.get(group).map(|node| node.config().voters.clone()) else {
+            return Err("the group is gone".to_string());
+        };
+        let node = replicas::raft_node(&self.cluster, group, voters, hard_state, terms);
         set.remove(group);
         set.insert(group, node);
         Ok(())

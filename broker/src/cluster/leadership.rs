@@ -2,9 +2,9 @@
 //! group's preferred leader once that broker is live again.
 //!
 //! Elections pick whichever replica times out first, so after a restart one broker can end up
-//! leading everything. Each group has a preferred leader, fixed by its id (groups are numbered
-//! in creation order, so consecutive partitions prefer consecutive brokers and leaders spread
-//! evenly). A leader that is not the preferred one, while the preferred broker is live, asks
+//! leading everything. Each group has a preferred leader: the first of its replicas, as the
+//! metadata log placed them (placement rotates the first replica over the brokers, so leaders
+//! spread evenly). A leader that is not the preferred one, while the preferred broker is live, asks
 //! the Raft core to transfer: the core catches the target up first, stops proposals for at
 //! most an election timeout, and gives up if the target does not take over.
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Cluster;
-use crate::consensus::{GroupId, NodeId};
+use crate::consensus::{GroupId, NodeId, Term};
 
 /// How often leaders check whether to hand over to the preferred broker.
 pub const LEADER_BALANCE_INTERVAL_MS: u64 = 5_000;
@@ -27,15 +27,25 @@ pub const SHUTDOWN_HANDOVER_MS_MAX: u64 = 5_000;
 const HANDOVER_RETRY_MS: u64 = 500;
 
 impl Cluster {
-    /// The broker that should lead `group` when it is live.
-    pub fn preferred_leader(&self, group: GroupId) -> NodeId {
-        let voters = self.voter_ids();
-        assert!(!voters.is_empty(), "a cluster has voters");
-        voters[(group % voters.len() as u64) as usize]
+    /// The replicas of a group this broker holds, preferred leader first.
+    fn group_voters(&self, group: GroupId) -> Vec<NodeId> {
+        self.raft
+            .lock()
+            .get(group)
+            .map(|node| node.config().voters.clone())
+            .unwrap_or_default()
     }
 
     /// Groups this broker leads now.
     fn led_groups(&self) -> Vec<GroupId> {
+        self.led_groups_with_terms()
+            .into_iter()
+            .map(|(group, _)| group)
+            .collect()
+    }
+
+    /// Groups this broker leads now, with their terms.
+    pub(super) fn led_groups_with_terms(&self) -> Vec<(GroupId, Term)> {
         let groups: Vec<GroupId> = self
             .replicas
             .lock()
@@ -46,7 +56,10 @@ impl Cluster {
         let set = self.raft.lock();
         groups
             .into_iter()
-            .filter(|group| set.get(*group).is_some_and(|node| node.is_leader()))
+            .filter_map(|group| {
+                let node = set.get(group)?;
+                node.is_leader().then(|| (group, node.term()))
+            })
             .collect()
     }
 
@@ -85,13 +98,15 @@ impl Cluster {
                 return;
             }
             for group in led {
-                let preferred = self.preferred_leader(group);
-                let target = if live.contains(&preferred) {
-                    preferred
-                } else {
-                    live[(group % live.len() as u64) as usize]
-                };
-                self.transfer(group, target);
+                // The first live replica in preference order.
+                let target = self
+                    .group_voters(group)
+                    .into_iter()
+                    .find(|replica| live.contains(replica));
+                match target {
+                    Some(target) => self.transfer(group, target),
+                    None => tracing::debug!(group, "no live replica to hand the group to"),
+                }
             }
             tokio::time::sleep(Duration::from_millis(HANDOVER_RETRY_MS)).await;
         }
@@ -104,7 +119,9 @@ impl Cluster {
         let settled: Vec<NodeId> =
             self.settled_peers(Duration::from_millis(LEADER_BALANCE_SETTLE_MS));
         for group in self.led_groups() {
-            let preferred = self.preferred_leader(group);
+            let Some(preferred) = self.group_voters(group).first().copied() else {
+                continue;
+            };
             if preferred != self.node_id && settled.contains(&preferred) {
                 self.transfer(group, preferred);
             }

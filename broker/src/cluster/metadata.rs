@@ -6,13 +6,16 @@
 //! log like any other (`__cluster_metadata-0`).
 //!
 //! Raft group ids for partitions are allocated by the image itself (`next_group`), so they are
-//! the same on every broker without being chosen by anyone in particular.
+//! the same on every broker without being chosen by anyone in particular. Replica placement is
+//! chosen by the broker that proposes a topic (see [`place_replicas`]) and written into the
+//! record, so every broker agrees on it too. The first replica of a partition is its preferred
+//! leader.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::consensus::GroupId;
+use crate::consensus::{GroupId, NodeId};
 
 /// The metadata quorum's Raft group.
 pub const METADATA_GROUP: GroupId = 0;
@@ -29,6 +32,10 @@ pub enum MetadataRecord {
         id: String,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        /// Each partition's replicas, preferred leader first. Absent: every voter (the
+        /// placement of records written before replication factors below the cluster size).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<Vec<NodeId>>>,
     },
     DeleteTopic {
         name: String,
@@ -36,6 +43,9 @@ pub enum MetadataRecord {
     AddPartitions {
         name: String,
         count: i32,
+        /// The new partitions' replicas, as in `CreateTopic`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<Vec<NodeId>>>,
     },
 }
 
@@ -49,12 +59,44 @@ impl MetadataRecord {
     }
 }
 
+/// Replicas for `count` partitions starting at partition `first`: `replication_factor`
+/// consecutive voters (in id order) from a starting voter that moves by one per partition, so
+/// leaders (the first replica) and followers spread evenly. `spread` (a hash of the topic
+/// name) picks where the first partition starts, so many small topics do not all put their
+/// leaders on the same broker.
+pub fn place_replicas(
+    voters: &[NodeId],
+    first: i32,
+    count: i32,
+    replication_factor: usize,
+    spread: u64,
+) -> Vec<Vec<NodeId>> {
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert!(
+        (1..=sorted.len()).contains(&replication_factor),
+        "a replication factor between 1 and the voter count"
+    );
+    let n = sorted.len() as u64;
+    (first.max(0)..first.max(0) + count.max(0))
+        .map(|partition| {
+            let start = spread.wrapping_add(partition as u64) % n;
+            (0..replication_factor as u64)
+                .map(|k| sorted[((start + k) % n) as usize])
+                .collect()
+        })
+        .collect()
+}
+
 /// A topic as the metadata log describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicImage {
     pub id: String,
     /// Partition `i`'s Raft group.
     pub groups: Vec<GroupId>,
+    /// Partition `i`'s replicas, preferred leader first.
+    pub replicas: Vec<Vec<NodeId>>,
     pub configs: BTreeMap<String, String>,
 }
 
@@ -81,13 +123,18 @@ pub enum MetadataChange {
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     next_group: GroupId,
+    /// The cluster's voters, for records that name no placement.
+    voters: Vec<NodeId>,
 }
 
 impl MetadataImage {
-    pub fn new() -> Self {
+    pub fn new(voters: Vec<NodeId>) -> Self {
+        let mut voters = voters;
+        voters.sort_unstable();
         Self {
             topics: BTreeMap::new(),
             next_group: METADATA_GROUP + 1,
+            voters,
         }
     }
 
@@ -99,18 +146,24 @@ impl MetadataImage {
                 id,
                 partitions,
                 configs,
+                replicas,
             } => {
                 if self.topics.contains_key(name) {
                     return MetadataChange::Ignored {
                         reason: format!("topic {name} already exists"),
                     };
                 }
+                if let Err(reason) = self.check_placement(replicas.as_deref(), *partitions) {
+                    return MetadataChange::Ignored { reason };
+                }
                 let groups = self.allocate(*partitions);
+                let replicas = self.placement(replicas.as_deref(), &groups);
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
                         id: id.clone(),
                         groups,
+                        replicas,
                         configs: configs.clone(),
                     },
                 );
@@ -128,7 +181,11 @@ impl MetadataImage {
                     reason: format!("topic {name} does not exist"),
                 },
             },
-            MetadataRecord::AddPartitions { name, count } => {
+            MetadataRecord::AddPartitions {
+                name,
+                count,
+                replicas,
+            } => {
                 let current = match self.topics.get(name) {
                     Some(topic) => topic.groups.len() as i32,
                     None => {
@@ -142,17 +199,56 @@ impl MetadataImage {
                         reason: format!("topic {name} already has {current} partitions"),
                     };
                 }
+                if let Err(reason) = self.check_placement(replicas.as_deref(), count - current) {
+                    return MetadataChange::Ignored { reason };
+                }
                 let added = self.allocate(count - current);
-                self.topics
-                    .get_mut(name)
-                    .expect("checked above")
-                    .groups
-                    .extend(added);
+                let added_replicas = self.placement(replicas.as_deref(), &added);
+                let topic = self.topics.get_mut(name).expect("checked above");
+                topic.groups.extend(added);
+                topic.replicas.extend(added_replicas);
                 MetadataChange::TopicGrew {
                     name: name.clone(),
                     first_new: current,
                 }
             }
+        }
+    }
+
+    /// A named placement must give every partition distinct replicas, all of them voters.
+    fn check_placement(&self, replicas: Option<&[Vec<NodeId>]>, count: i32) -> Result<(), String> {
+        let Some(replicas) = replicas else {
+            return Ok(());
+        };
+        if replicas.len() != count.max(0) as usize {
+            return Err(format!(
+                "{} replica lists for {count} partitions",
+                replicas.len()
+            ));
+        }
+        for list in replicas {
+            let mut sorted = list.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if list.is_empty()
+                || sorted.len() != list.len()
+                || !list.iter().all(|node| self.voters.contains(node))
+            {
+                return Err(format!("replica list {list:?} is not distinct voters"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The placement a record names, or every voter with group `g` preferring the voter at
+    /// `g mod n`: the placement of records that name none.
+    fn placement(&self, replicas: Option<&[Vec<NodeId>]>, groups: &[GroupId]) -> Vec<Vec<NodeId>> {
+        match replicas {
+            Some(replicas) => replicas.to_vec(),
+            None => groups
+                .iter()
+                .map(|group| all_voters_preferring(&self.voters, *group))
+                .collect(),
         }
     }
 
@@ -162,6 +258,17 @@ impl MetadataImage {
         self.next_group += count;
         groups
     }
+}
+
+/// Every voter, starting from the one at `group mod n`: the metadata group's and the
+/// fully replicated groups' placement.
+pub fn all_voters_preferring(voters: &[NodeId], group: GroupId) -> Vec<NodeId> {
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len().max(1) as u64;
+    let start = ((group % n) as usize).min(sorted.len());
+    sorted.rotate_left(start);
+    sorted
 }
 
 #[cfg(test)]
@@ -174,12 +281,13 @@ mod tests {
             id: "00".repeat(16),
             partitions,
             configs: BTreeMap::new(),
+            replicas: None,
         }
     }
 
     #[test]
     fn group_ids_are_allocated_in_log_order_and_never_reused() {
-        let mut image = MetadataImage::new();
+        let mut image = MetadataImage::new(vec![1, 2, 3]);
         image.apply(&create("a", 2));
         image.apply(&create("b", 1));
         image.apply(&MetadataRecord::DeleteTopic {
@@ -188,6 +296,7 @@ mod tests {
         image.apply(&MetadataRecord::AddPartitions {
             name: "b".to_string(),
             count: 3,
+            replicas: None,
         });
         image.apply(&create("a", 1));
         assert_eq!(image.topics["b"].groups, vec![3, 4, 5]);
@@ -196,7 +305,7 @@ mod tests {
 
     #[test]
     fn conflicting_records_change_nothing() {
-        let mut image = MetadataImage::new();
+        let mut image = MetadataImage::new(vec![1, 2, 3]);
         image.apply(&create("a", 2));
         let before = image.clone();
         assert!(matches!(
@@ -206,7 +315,8 @@ mod tests {
         assert!(matches!(
             image.apply(&MetadataRecord::AddPartitions {
                 name: "a".to_string(),
-                count: 1
+                count: 1,
+                replicas: None,
             }),
             MetadataChange::Ignored { .. }
         ));
@@ -218,5 +328,66 @@ mod tests {
         let record = create("orders", 3);
         assert_eq!(MetadataRecord::decode(&record.encode()), Ok(record));
         assert!(MetadataRecord::decode(b"{\"type\":\"unknown\"}").is_err());
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_replicas_evenly() {
+        let voters = [5, 1, 4, 2, 3];
+        let placed = place_replicas(&voters, 0, 10, 3, 7);
+        let mut leaders = BTreeMap::new();
+        let mut hosted = BTreeMap::new();
+        for replicas in &placed {
+            let mut distinct = replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{replicas:?}");
+            assert!(replicas.iter().all(|node| voters.contains(node)));
+            *leaders.entry(replicas[0]).or_insert(0) += 1;
+            for node in replicas {
+                *hosted.entry(*node).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2; 5]);
+        assert_eq!(hosted.values().copied().collect::<Vec<_>>(), vec![6; 5]);
+        // Partitions added later continue the rotation where the first ones stopped.
+        assert_eq!(place_replicas(&voters, 3, 1, 3, 7)[0], placed[3]);
+    }
+
+    #[test]
+    fn named_placements_are_kept_and_bad_ones_change_nothing() {
+        let mut image = MetadataImage::new(vec![1, 2, 3]);
+        let placed = MetadataRecord::CreateTopic {
+            name: "a".to_string(),
+            id: "00".repeat(16),
+            partitions: 2,
+            configs: BTreeMap::new(),
+            replicas: Some(vec![vec![2], vec![3, 1]]),
+        };
+        image.apply(&placed);
+        assert_eq!(image.topics["a"].replicas, vec![vec![2], vec![3, 1]]);
+        let before = image.clone();
+        for bad in [
+            vec![vec![1, 1]],
+            vec![vec![9]],
+            vec![vec![]],
+            vec![vec![1], vec![2]],
+        ] {
+            let grow = MetadataRecord::AddPartitions {
+                name: "a".to_string(),
+                count: 3,
+                replicas: Some(bad.clone()),
+            };
+            assert!(
+                matches!(image.apply(&grow), MetadataChange::Ignored { .. }),
+                "{bad:?}"
+            );
+            assert_eq!(image, before);
+        }
+        image.apply(&create("b", 3));
+        assert_eq!(
+            image.topics["b"].replicas,
+            vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
+            "records naming no placement put every voter on every partition"
+        );
     }
 }

@@ -33,7 +33,7 @@ pub use metadata::{MetadataImage, MetadataRecord, METADATA_GROUP, METADATA_TOPIC
 pub use raft_set::RaftSet;
 
 use crate::config::{BrokerConfig, QuorumVoter};
-use crate::consensus::{GroupSet, NodeId};
+use crate::consensus::{GroupId, GroupSet, NodeId, Term};
 use crate::io::clock::Instant;
 use crate::io::{net, tasks};
 use crate::server::partition::{AppendOutcome, Partition, PartitionError};
@@ -94,13 +94,16 @@ pub struct Cluster {
     pub cluster_id: String,
     kafka_host: String,
     kafka_port: u16,
-    replicas: Mutex<BTreeMap<crate::consensus::GroupId, Arc<Partition>>>,
+    replicas: Mutex<BTreeMap<GroupId, Arc<Partition>>>,
     image: Mutex<MetadataImage>,
     /// Counts applied metadata records; waiters re-check the image when it moves.
     applied: watch::Sender<u64>,
     /// The next metadata log offset to apply: everything below it is in the image.
     metadata_applied: AtomicI64,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    /// Who leads each group in which term, as peers' hellos say: how a broker names the leader
+    /// of a partition it holds no replica of. The highest term heard wins.
+    heard_leaders: Mutex<BTreeMap<GroupId, (NodeId, Term)>>,
     links: OnceLock<BTreeMap<NodeId, transport::PeerLink>>,
     clock: crate::io::Clock,
     random_seed: u64,
@@ -115,6 +118,7 @@ impl Cluster {
             .map(|voter| format!("{}@{}", voter.node_id, voter.address))
             .collect();
         let digest = crc32c::crc32c(description.join(",").as_bytes());
+        let voter_ids = voters.iter().map(|voter| voter.node_id as NodeId).collect();
         Self {
             node_id,
             raft: Arc::new(RaftSet::new(GroupSet::new(node_id), clock.clone())),
@@ -123,10 +127,11 @@ impl Cluster {
             kafka_port: config.advertised_port,
             voters,
             replicas: Mutex::new(BTreeMap::new()),
-            image: Mutex::new(MetadataImage::new()),
+            image: Mutex::new(MetadataImage::new(voter_ids)),
             applied: watch::channel(0).0,
             metadata_applied: AtomicI64::new(0),
             peers: Mutex::new(BTreeMap::new()),
+            heard_leaders: Mutex::new(BTreeMap::new()),
             links: OnceLock::new(),
             clock,
             random_seed,
@@ -153,7 +158,43 @@ impl Cluster {
             node_id: self.node_id,
             kafka_host: self.kafka_host.clone(),
             kafka_port: self.kafka_port,
+            leading: self.led_groups_with_terms(),
         }
+    }
+
+    /// Records a peer's claims to lead groups: a claim replaces one of a lower or equal term,
+    /// and the peer's claims it no longer makes are dropped.
+    fn heard_leading(&self, node: NodeId, leading: &[(GroupId, Term)]) {
+        let claimed: std::collections::BTreeSet<GroupId> =
+            leading.iter().map(|(group, _)| *group).collect();
+        let mut leaders = self
+            .heard_leaders
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        leaders.retain(|group, (leader, _)| *leader != node || claimed.contains(group));
+        for (group, term) in leading {
+            let newer = leaders
+                .get(group)
+                .is_none_or(|(_, known_term)| *known_term <= *term);
+            if newer {
+                leaders.insert(*group, (node, *term));
+            }
+        }
+    }
+
+    /// The leader of a group this broker holds no replica of, and its term, as the leader's
+    /// own hellos claim; `None` if no live peer claims it.
+    pub fn heard_leader_of(&self, group: GroupId) -> Option<(NodeId, Term)> {
+        let claim = self
+            .heard_leaders
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&group)
+            .copied()?;
+        self.live_brokers()
+            .iter()
+            .any(|live| live.node_id == claim.0)
+            .then_some(claim)
     }
 
     fn heard_from(&self, node: NodeId, host: String, port: u16) {
@@ -222,7 +263,7 @@ impl Cluster {
         live
     }
 
-    pub fn replica(&self, group: crate::consensus::GroupId) -> Option<Arc<Partition>> {
+    pub fn replica(&self, group: GroupId) -> Option<Arc<Partition>> {
         self.replicas
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())

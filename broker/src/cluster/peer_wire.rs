@@ -6,14 +6,15 @@
 //! connection, never a panic or an allocation sized by the peer.
 //!
 //! ```text
-//!   Hello            tag 1 · node id · kafka host · kafka port     (liveness, every second)
+//!   Hello            tag 1 · node id · kafka host · kafka port · n · n × (group · term)
+//!                    (liveness and the groups the sender leads, every half second)
 //!   Raft             tag 2 · from · to · n · n × (group · message · payload?)
 //!   ProposeMetadata  tag 3 · from · record bytes                   (forwarded to the controller)
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::consensus::{AppendResult, EntrySpan, Envelope, GroupId, Message, NodeId};
+use crate::consensus::{AppendResult, EntrySpan, Envelope, GroupId, Message, NodeId, Term};
 
 /// The largest replication frame; an append carries at most
 /// [`super::driver::APPEND_PAYLOAD_BYTES_MAX`] of batches per group.
@@ -26,11 +27,14 @@ pub const HOST_BYTES_MAX: usize = 1024;
 /// One frame between brokers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerFrame {
-    /// Who is speaking and where clients reach it; sent on connecting and then periodically.
+    /// Who is speaking, where clients reach it, and which groups it leads in which term (so
+    /// that brokers without a replica of a partition can still name its leader); sent on
+    /// connecting and then periodically.
     Hello {
         node_id: NodeId,
         kafka_host: String,
         kafka_port: u16,
+        leading: Vec<(GroupId, Term)>,
     },
     /// Raft messages for many groups, each `Append` with the record batches of its span.
     Raft {
@@ -79,11 +83,17 @@ pub fn encode(frame: &PeerFrame) -> Bytes {
             node_id,
             kafka_host,
             kafka_port,
+            leading,
         } => {
             body.put_u8(FRAME_HELLO);
             body.put_u64(*node_id);
             put_bytes(&mut body, kafka_host.as_bytes());
             body.put_u16(*kafka_port);
+            body.put_u64(leading.len() as u64);
+            for (group, term) in leading {
+                body.put_u64(*group);
+                body.put_u64(*term);
+            }
         }
         PeerFrame::Raft { envelope, payloads } => {
             assert_eq!(
@@ -130,10 +140,21 @@ pub fn decode(mut body: Bytes) -> Result<PeerFrame, PeerWireError> {
             let kafka_host = String::from_utf8(host.to_vec())
                 .map_err(|_| PeerWireError::BadField("host name is not UTF-8"))?;
             let kafka_port = get_u16(&mut body)?;
+            let count = get_u64(&mut body)?;
+            if count > FRAME_MESSAGES_MAX as u64 {
+                return Err(PeerWireError::TooManyMessages(count));
+            }
+            let mut leading = Vec::with_capacity((count as usize).min(body.len() / 16));
+            for _ in 0..count {
+                let group = get_u64(&mut body)?;
+                let term = get_u64(&mut body)?;
+                leading.push((group, term));
+            }
             PeerFrame::Hello {
                 node_id,
                 kafka_host,
                 kafka_port,
+                leading,
             }
         }
         FRAME_RAFT => {
@@ -522,6 +543,7 @@ mod tests {
             node_id: 3,
             kafka_host: "10.0.0.3".to_string(),
             kafka_port: 9092,
+            leading: vec![(0, 4), (17, 2)],
         };
         assert_eq!(decode(body_of(&hello)), Ok(hello));
         let forwarded = PeerFrame::ProposeMetadata {
@@ -537,6 +559,7 @@ mod tests {
             node_id: 1,
             kafka_host: "h".to_string(),
             kafka_port: 1,
+            leading: Vec::new(),
         });
         assert_eq!(
             decode(frame.slice(..frame.len() - 1)),

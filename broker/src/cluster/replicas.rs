@@ -1,16 +1,19 @@
 //! Opening replicas and applying committed metadata: the metadata image decides which topics
-//! exist, and every broker opens a replica (and a Raft node) for each of their partitions.
+//! exist and where their partitions' replicas are; each broker opens a replica (and a Raft
+//! node whose voters are the partition's replicas) for the partitions placed on it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::metadata::{MetadataChange, MetadataRecord, METADATA_GROUP, METADATA_TOPIC};
+use super::metadata::{
+    all_voters_preferring, MetadataChange, MetadataRecord, METADATA_GROUP, METADATA_TOPIC,
+};
 use super::Cluster;
-use crate::consensus::{GroupId, HardState, LogTerms, RaftConfig, RaftNode};
+use crate::consensus::{GroupId, HardState, LogTerms, NodeId, RaftConfig, RaftNode};
 use crate::log::LogConfig;
-use crate::server::broker::{Topic, OFFSETS_TOPIC};
+use crate::server::broker::{Placement, Topic, OFFSETS_TOPIC};
 use crate::server::partition::{Partition, ReplicaLink};
 use crate::server::topic_config::log_config_for_topic;
 use crate::server::Broker;
@@ -26,6 +29,10 @@ pub fn open_metadata_replica(broker: &Arc<Broker>, cluster: &Arc<Cluster>) -> Re
         ..broker.config.log.clone()
     };
     let directory = broker.config.data_dir.join(format!("{METADATA_TOPIC}-0"));
+    let placement = Placement {
+        group: METADATA_GROUP,
+        replicas: all_voters_preferring(&cluster.voter_ids(), METADATA_GROUP),
+    };
     open_replica(
         broker,
         cluster,
@@ -33,7 +40,7 @@ pub fn open_metadata_replica(broker: &Arc<Broker>, cluster: &Arc<Cluster>) -> Re
         0,
         directory,
         log_config,
-        METADATA_GROUP,
+        &placement,
     )
     .map(|_| ())
 }
@@ -60,8 +67,9 @@ fn open_replica(
     index: i32,
     directory: std::path::PathBuf,
     log_config: LogConfig,
-    group: GroupId,
+    placement: &Placement,
 ) -> Result<Arc<Partition>, String> {
+    let group = placement.group;
     let link = ReplicaLink {
         group,
         raft: cluster.raft.clone(),
@@ -80,7 +88,13 @@ fn open_replica(
     let (hard_state, terms) = partition
         .recover_raft_state(broker.seams.disk.as_ref())
         .map_err(|error| format!("{topic}-{index}: {error}"))?;
-    let node = raft_node(cluster, group, hard_state, terms);
+    let node = raft_node(
+        cluster,
+        group,
+        placement.replicas.clone(),
+        hard_state,
+        terms,
+    );
     cluster
         .replicas
         .lock()
@@ -91,15 +105,17 @@ fn open_replica(
     Ok(partition)
 }
 
-/// A group's Raft node on this broker, recovering the given durable state.
+/// A group's Raft node on this broker, recovering the given durable state. `voters` are the
+/// group's replicas, preferred leader first.
 pub fn raft_node(
     cluster: &Cluster,
     group: GroupId,
+    voters: Vec<NodeId>,
     hard_state: HardState,
     terms: LogTerms,
 ) -> RaftNode {
     let seed = cluster.random_seed ^ group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let config = RaftConfig::new(cluster.node_id, cluster.voter_ids(), seed);
+    let config = RaftConfig::new(cluster.node_id, voters, seed);
     RaftNode::restart(config, hard_state, terms, cluster.raft.now_ms())
 }
 
@@ -146,29 +162,48 @@ fn apply_record(
             let topic = &image.topics[&name];
             let log_config = log_config_for_topic(&broker.config.log, &topic.configs)
                 .map_err(|error| format!("topic {name}: {error}"))?;
-            let mut partitions: Vec<Arc<Partition>> = broker
+            let mut partitions: Vec<Option<Arc<Partition>>> = broker
                 .topic(&name)
                 .map(|existing| existing.partitions.clone())
                 .unwrap_or_default();
-            for (index, group) in topic.groups.iter().enumerate().skip(first_new as usize) {
+            let placement: Vec<Placement> = topic
+                .groups
+                .iter()
+                .zip(&topic.replicas)
+                .map(|(group, replicas)| Placement {
+                    group: *group,
+                    replicas: replicas.clone(),
+                })
+                .collect();
+            for (index, placed) in placement.iter().enumerate().skip(first_new as usize) {
                 let index = index as i32;
-                let directory = replica_directory(broker, &name, index, *group);
-                partitions.push(open_replica(
+                if !placed.replicas.contains(&cluster.node_id) {
+                    partitions.push(None);
+                    continue;
+                }
+                let directory = replica_directory(broker, &name, index, placed.group);
+                partitions.push(Some(open_replica(
                     broker,
                     cluster,
                     &name,
                     index,
                     directory,
                     log_config.clone(),
-                    *group,
-                )?);
+                    placed,
+                )?));
             }
             let id = Uuid::try_parse(&topic.id).unwrap_or_else(|_| Uuid::nil());
-            tracing::info!(topic = %name, partitions = partitions.len(), "topic replicas open");
+            tracing::info!(
+                topic = %name,
+                partitions = partitions.len(),
+                hosted = partitions.iter().flatten().count(),
+                "topic replicas open"
+            );
             broker.install_replicated_topic(Topic {
                 name: name.clone(),
                 id,
                 partitions,
+                placement,
                 configs: topic.configs.clone(),
                 log_config,
                 internal: name == OFFSETS_TOPIC,
@@ -216,5 +251,7 @@ pub fn offsets_topic_record(id: Uuid) -> MetadataRecord {
         id: id.simple().to_string(),
         partitions: 1,
         configs: BTreeMap::new(),
+        // Every broker holds the offsets: any of them can become the group coordinator.
+        replicas: None,
     }
 }

@@ -116,7 +116,6 @@ async fn link(
     mut frames: mpsc::Receiver<OutboundFrame>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let hello = peer_wire::encode(&cluster.hello());
     loop {
         if *shutdown.borrow() {
             return;
@@ -147,7 +146,9 @@ async fn link(
         let (_, mut writer) = tokio::io::split(stream);
         tracing::info!(peer, %address, "connected to peer");
         let mut outcome: std::io::Result<()> = async {
-            writer.write_all(&hello).await?;
+            writer
+                .write_all(&peer_wire::encode(&cluster.hello()))
+                .await?;
             writer.flush().await
         }
         .await;
@@ -161,7 +162,7 @@ async fn link(
                 _ = shutdown.wait_for(|stopping| *stopping) => return,
                 _ = tokio::time::sleep_until(next_hello) => {
                     next_hello = cluster.clock.now() + hello_interval;
-                    hello.clone()
+                    peer_wire::encode(&cluster.hello())
                 }
                 frame = frames.recv() => match frame {
                     Some(frame) => frame.bytes,
@@ -274,7 +275,11 @@ async fn serve_peer(
                 node_id,
                 kafka_host,
                 kafka_port,
-            } => cluster.heard_from(node_id, kafka_host, kafka_port),
+                leading,
+            } => {
+                cluster.heard_from(node_id, kafka_host, kafka_port);
+                cluster.heard_leading(node_id, &leading);
+            }
             PeerFrame::Raft { ref envelope, .. } if envelope.to != cluster.node_id => {
                 tracing::warn!(%address, to = envelope.to, "envelope for another node; closing");
                 return;

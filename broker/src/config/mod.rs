@@ -84,6 +84,10 @@ pub struct BrokerConfig {
     /// The cluster's members (`controller.quorum.voters`, `id@host:port`, the address being each
     /// member's replication listener). Empty: a single broker with no replication.
     pub quorum_voters: Vec<QuorumVoter>,
+    /// `default.replication.factor`: the replicas of a topic created without naming a
+    /// replication factor (auto-created, or asked with -1). `None`: the smaller of
+    /// [`DEFAULT_REPLICATION_FACTOR_MAX`] and the cluster size.
+    pub default_replication_factor: Option<usize>,
 }
 
 /// One member of the cluster, as named by `controller.quorum.voters`.
@@ -94,9 +98,13 @@ pub struct QuorumVoter {
     pub address: SocketAddr,
 }
 
-/// The largest cluster: every member holds a replica of every partition, so this bounds the
-/// fan-out of each append.
+/// The largest cluster: every member votes in the metadata quorum and holds a replica of the
+/// metadata log and of the offsets topic, so this bounds the fan-out of their appends.
 pub const QUORUM_VOTERS_MAX: usize = 7;
+/// Unless `default.replication.factor` says otherwise, topics get this many replicas (or one
+/// per broker in a smaller cluster): Kafka's recommended production setting, which survives
+/// the loss of any one broker with acks=all.
+pub const DEFAULT_REPLICATION_FACTOR_MAX: usize = 3;
 /// Node ids of cluster members are below this (producer ids are spread by node id).
 pub const CLUSTER_NODE_ID_LIMIT: i32 = 1024;
 
@@ -120,6 +128,7 @@ impl Default for BrokerConfig {
             group_session_timeout_ms_max: 1_800_000,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             quorum_voters: Vec::new(),
+            default_replication_factor: None,
         }
     }
 }
@@ -257,12 +266,24 @@ fn retention_from_units(properties: &BTreeMap<String, String>) -> Result<Option<
 }
 
 impl BrokerConfig {
-    /// Builds a configuration from flattened properties; every name must be known.
     /// Whether this broker is one member of a replicated cluster.
     pub fn is_clustered(&self) -> bool {
         self.quorum_voters.len() > 1
     }
 
+    /// The brokers in the cluster: 1 for a single broker.
+    pub fn cluster_size(&self) -> usize {
+        self.quorum_voters.len().max(1)
+    }
+
+    /// The replication factor of topics created without one.
+    pub fn replication_factor_default(&self) -> usize {
+        self.default_replication_factor
+            .unwrap_or(DEFAULT_REPLICATION_FACTOR_MAX)
+            .min(self.cluster_size())
+    }
+
+    /// Builds a configuration from flattened properties; every name must be known.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let mut config = Self::default();
         let mut advertised: Option<(String, u16)> = None;
@@ -330,6 +351,9 @@ impl BrokerConfig {
                 }
                 "max.connections" => config.connections_max = parse_positive(name, value)?,
                 "controller.quorum.voters" => config.quorum_voters = parse_voters(name, value)?,
+                "default.replication.factor" => {
+                    config.default_replication_factor = Some(parse_positive(name, value)?)
+                }
                 // Honoured by construction up to the majority (acks=-1 commits on a majority);
                 // checked below once the voters are known.
                 "min.insync.replicas" => {
@@ -376,9 +400,19 @@ impl BrokerConfig {
                 format!("does not list this broker's node.id {}", config.node_id),
             ));
         }
+        if let Some(wanted) = config.default_replication_factor {
+            let brokers = config.cluster_size();
+            if wanted > brokers {
+                return Err(invalid(
+                    "default.replication.factor",
+                    &wanted.to_string(),
+                    format!("the cluster has {brokers} broker(s)"),
+                ));
+            }
+        }
         if let Some(value) = properties.get("min.insync.replicas") {
             let wanted: usize = parse_positive("min.insync.replicas", value)?;
-            let replicas = config.quorum_voters.len().max(1);
+            let replicas = config.replication_factor_default();
             if wanted > replicas / 2 + 1 {
                 return Err(invalid(
                     "min.insync.replicas",
@@ -442,6 +476,10 @@ impl BrokerConfig {
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
+            (
+                "default.replication.factor",
+                self.replication_factor_default().to_string(),
+            ),
         ]
     }
 }
@@ -495,6 +533,31 @@ mod tests {
             ("min.insync.replicas", "3"),
         ]));
         assert!(too_strict.unwrap_err().to_string().contains("majority"));
+        assert_eq!(config.replication_factor_default(), 3);
+        let five =
+            "1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093,4@10.0.0.4:9093,5@10.0.0.5:9093";
+        let defaulted = BrokerConfig::from_properties(&properties(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", five),
+        ]))
+        .unwrap();
+        assert_eq!(defaulted.replication_factor_default(), 3);
+        let wider = BrokerConfig::from_properties(&properties(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", five),
+            ("default.replication.factor", "5"),
+            ("min.insync.replicas", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(wider.replication_factor_default(), 5);
+        let too_wide = BrokerConfig::from_properties(&properties(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", voters),
+            ("default.replication.factor", "4"),
+        ]));
+        assert!(too_wide.unwrap_err().to_string().contains("3 broker(s)"));
+        let single = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert_eq!(single.replication_factor_default(), 1);
     }
 
     #[test]

@@ -15,8 +15,10 @@ use super::data_dir::{self, DataDirError, DataDirIdentity, TopicRecord};
 use super::groups::GroupService;
 use super::partition::Partition;
 use super::topic_config::{check_min_insync_replicas, log_config_for_topic, validate_topic_name};
+use crate::cluster::metadata::place_replicas;
 use crate::cluster::{Cluster, MetadataRecord};
 use crate::config::BrokerConfig;
+use crate::consensus::{GroupId, NodeId};
 use crate::io::{tasks, Clock, Disk, Random};
 use crate::log::{LogConfig, LogError};
 use crate::producer::ProducerIdAllocator;
@@ -40,11 +42,53 @@ pub struct Seams {
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Partition>>,
+    /// Partition `i`'s replica on this broker; `None` where this broker holds no replica of
+    /// it (a cluster whose topic has fewer replicas than brokers).
+    pub partitions: Vec<Option<Arc<Partition>>>,
+    /// Cluster mode: partition `i`'s Raft group and replicas. Empty on a single broker.
+    pub placement: Vec<Placement>,
     pub configs: BTreeMap<String, String>,
     /// The broker's log defaults with this topic's overrides applied.
     pub log_config: LogConfig,
     pub internal: bool,
+}
+
+/// Where one partition lives in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub group: GroupId,
+    /// Preferred leader first.
+    pub replicas: Vec<NodeId>,
+}
+
+/// What this broker has of one partition of a topic.
+pub enum Replica<'a> {
+    Here(&'a Arc<Partition>),
+    /// The partition exists; other brokers hold its replicas.
+    Elsewhere,
+    NoSuchPartition,
+}
+
+impl Topic {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
+    pub fn replica(&self, index: i32) -> Replica<'_> {
+        match usize::try_from(index)
+            .ok()
+            .and_then(|index| self.partitions.get(index))
+        {
+            Some(Some(partition)) => Replica::Here(partition),
+            Some(None) => Replica::Elsewhere,
+            None => Replica::NoSuchPartition,
+        }
+    }
+
+    /// The partitions this broker holds a replica of, in index order.
+    pub fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
 }
 
 /// Why a topic operation failed, in Kafka's terms.
@@ -60,7 +104,7 @@ pub enum TopicError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidConfig(String),
-    #[error("replication factor {0} is not supported: every broker holds a replica, so it must be {1} (or -1)")]
+    #[error("replication factor {0} is not possible: it must be between 1 and the number of brokers ({1}), or -1 for default.replication.factor")]
     InvalidReplicationFactor(i16, usize),
     #[error("the cluster did not apply the change: {0}")]
     NotApplied(String),
@@ -220,7 +264,7 @@ impl Broker {
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in first_new..partitions {
             let directory = data_dir::partition_directory(&self.config.data_dir, name, index);
-            opened.push(Partition::open(
+            opened.push(Some(Partition::open(
                 &self.seams,
                 name,
                 index,
@@ -228,12 +272,13 @@ impl Broker {
                 log_config.clone(),
                 self.config.flush_policy,
                 self.data_visible.clone(),
-            )?);
+            )?));
         }
         Ok(Topic {
             name: name.to_string(),
             id,
             partitions: opened,
+            placement: Vec::new(),
             configs,
             log_config,
             internal: name == OFFSETS_TOPIC,
@@ -243,7 +288,7 @@ impl Broker {
     /// Makes a topic visible and starts its partitions' syncers.
     fn install(&self, topic: Topic) {
         let topic = Arc::new(topic);
-        for partition in &topic.partitions {
+        for partition in topic.hosted() {
             self.start_syncer(partition);
         }
         self.topics
@@ -293,7 +338,7 @@ impl Broker {
         let topic = self.topic(topic)?;
         usize::try_from(index)
             .ok()
-            .and_then(|index| topic.partitions.get(index).cloned())
+            .and_then(|index| topic.partitions.get(index).cloned().flatten())
     }
 
     /// Every topic, in name order.
@@ -344,13 +389,12 @@ impl Broker {
                 "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
             )));
         }
-        let replicas = self.config.quorum_voters.len().max(1);
-        if replication_factor != -1 && replication_factor as usize != replicas {
-            return Err(TopicError::InvalidReplicationFactor(
-                replication_factor,
-                replicas,
-            ));
-        }
+        let brokers = self.config.cluster_size();
+        let replicas = match replication_factor {
+            -1 => self.config.replication_factor_default(),
+            wanted if wanted >= 1 && wanted as usize <= brokers => wanted as usize,
+            wanted => return Err(TopicError::InvalidReplicationFactor(wanted, brokers)),
+        };
         log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
         check_min_insync_replicas(&configs, replicas).map_err(TopicError::InvalidConfig)?;
         if self.topics().len() >= TOPICS_MAX {
@@ -361,6 +405,7 @@ impl Broker {
                 name: name.to_string(),
                 id: Uuid::nil(),
                 partitions: Vec::new(),
+                placement: Vec::new(),
                 configs,
                 log_config: self.config.log.clone(),
                 internal: false,
@@ -369,11 +414,19 @@ impl Broker {
         }
         if let Some(cluster) = self.cluster.get() {
             let id = self.new_topic_id();
+            let placement = place_replicas(
+                &cluster.voter_ids(),
+                0,
+                partitions,
+                replicas,
+                u64::from(crc32c::crc32c(name.as_bytes())),
+            );
             let record = MetadataRecord::CreateTopic {
                 name: name.to_string(),
                 id: hex_id(&id),
                 partitions,
                 configs,
+                replicas: Some(placement),
             };
             cluster
                 .change_metadata(record, |image| image.topics.contains_key(name))
@@ -432,7 +485,7 @@ impl Broker {
         tasks::run_blocking(move || -> Result<(), TopicError> {
             let disk = broker.seams.disk.as_ref();
             data_dir::store_topics(disk, &broker.config.data_dir, &records)?;
-            for partition in &topic_for_io.partitions {
+            for partition in topic_for_io.hosted() {
                 if let Err(error) = disk.remove_dir_all(&partition.directory) {
                     tracing::warn!(directory = %partition.directory.display(), %error,
                         "could not remove a deleted partition's directory; the next start will");
@@ -446,7 +499,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(name);
-        for partition in &topic.partitions {
+        for partition in topic.hosted() {
             self.stop_syncer(name, partition.index);
         }
         tracing::info!(topic = name, "topic deleted");
@@ -479,9 +532,22 @@ impl Broker {
             return Ok(());
         }
         if let Some(cluster) = self.cluster.get() {
+            // New partitions keep the topic's replication factor.
+            let replication_factor = topic
+                .placement
+                .first()
+                .map_or(1, |placement| placement.replicas.len());
+            let placement = place_replicas(
+                &cluster.voter_ids(),
+                current,
+                count - current,
+                replication_factor,
+                u64::from(crc32c::crc32c(name.as_bytes())),
+            );
             let record = MetadataRecord::AddPartitions {
                 name: name.to_string(),
                 count,
+                replicas: Some(placement),
             };
             return cluster
                 .change_metadata(record, |image| {
@@ -519,7 +585,7 @@ impl Broker {
             Ok(grown)
         })
         .await?;
-        for partition in &grown.partitions[current as usize..] {
+        for partition in grown.hosted().skip(current as usize) {
             self.start_syncer(partition);
         }
         self.topics
@@ -603,7 +669,7 @@ impl Broker {
     pub fn apply_retention(&self) {
         let now = self.seams.clock.wall_ms();
         for topic in self.topics() {
-            for partition in &topic.partitions {
+            for partition in topic.hosted() {
                 match partition.apply_retention(now) {
                     Ok(0) => {}
                     Ok(deleted) => {
@@ -620,7 +686,7 @@ impl Broker {
     /// Syncs every partition and stops the syncers: the last step of a clean shutdown.
     pub async fn flush_all(&self) {
         for topic in self.topics() {
-            for partition in &topic.partitions {
+            for partition in topic.hosted() {
                 if !partition.flush(&self.seams.disk).await {
                     tracing::error!(topic = %topic.name, partition = partition.index, "final sync failed");
                 }

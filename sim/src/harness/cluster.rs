@@ -249,12 +249,10 @@ impl BrokerNode {
     /// Whether any partition of the running broker is offline (after a failed sync).
     pub fn has_offline_partition(&self) -> bool {
         self.broker().is_some_and(|broker| {
-            broker.topics().iter().any(|topic| {
-                topic
-                    .partitions
-                    .iter()
-                    .any(|partition| partition.is_offline())
-            })
+            broker
+                .topics()
+                .iter()
+                .any(|topic| topic.hosted().any(|partition| partition.is_offline()))
         })
     }
 }

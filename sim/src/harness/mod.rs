@@ -66,7 +66,8 @@ fn client_node(name: String, host: [u8; 4]) -> NodeHandle {
 async fn create_topics(world: &World, bootstrap: &[String], node: &NodeHandle) -> bool {
     let world = world.clone();
     let bootstrap = bootstrap.to_vec();
-    // A cluster replicates every partition on every broker: -1 asks for that.
+    // -1 asks for the default replication factor: every broker in a cluster of three, three
+    // replicas of each partition in a cluster of five.
     let replication_factor: i16 = if world.cluster.brokers > 1 { -1 } else { 1 };
     let task = node.spawn(async move {
         let deadline = Instant::now() + Duration::from_millis(SETUP_MS_MAX);
@@ -101,7 +102,7 @@ async fn create_topics(world: &World, bootstrap: &[String], node: &NodeHandle) -
 fn replicas_of(broker: &Broker) -> Vec<(PartitionKey, Arc<Partition>)> {
     let mut replicas = Vec::new();
     for topic in broker.topics() {
-        for partition in &topic.partitions {
+        for partition in topic.hosted() {
             let key = (
                 topic.name.clone(),
                 u32::try_from(partition.index).expect("not negative"),

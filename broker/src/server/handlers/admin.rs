@@ -96,8 +96,12 @@ pub async fn create_topics(
                 let partitions = if request.validate_only {
                     wanted.num_partitions
                 } else {
-                    topic.partitions.len() as i32
+                    topic.partition_count()
                 };
+                let replication_factor = topic
+                    .placement
+                    .first()
+                    .map_or(1, |placement| placement.replicas.len() as i16);
                 if version < 5 {
                     // Partition counts and configs are on the wire from version 5.
                     result
@@ -109,7 +113,7 @@ pub async fn create_topics(
                             uuid::Uuid::nil()
                         })
                         .with_num_partitions(partitions)
-                        .with_replication_factor(1)
+                        .with_replication_factor(replication_factor)
                         .with_configs(Some(described))
                 }
             }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use crate::log::LogError;
-use crate::server::broker::Broker;
+use crate::server::broker::{Broker, Replica};
 use crate::server::partition::PartitionError;
 
 /// The longest a fetch may wait for data; longer requests are cut to this.
@@ -47,18 +47,21 @@ fn read_once(
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
         for wanted in fetch_topic.partitions.iter() {
             let index = wanted.partition;
-            let partition = topic.as_ref().and_then(|topic| {
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i))
-            });
-            let Some(partition) = partition else {
-                any_error = true;
-                partitions.push(partition_data(
-                    index,
-                    ResponseError::UnknownTopicOrPartition,
-                ));
-                continue;
+            let partition = match topic.as_ref().map(|topic| topic.replica(index)) {
+                Some(Replica::Here(partition)) => partition,
+                Some(Replica::Elsewhere) => {
+                    any_error = true;
+                    partitions.push(partition_data(index, ResponseError::NotLeaderOrFollower));
+                    continue;
+                }
+                None | Some(Replica::NoSuchPartition) => {
+                    any_error = true;
+                    partitions.push(partition_data(
+                        index,
+                        ResponseError::UnknownTopicOrPartition,
+                    ));
+                    continue;
+                }
             };
             let node = broker.node_id();
             if let Some(refusal) = partition.read_refusal(node, wanted.current_leader_epoch) {

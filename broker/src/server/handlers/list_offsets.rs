@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::server::broker::Broker;
+use crate::server::broker::{Broker, Replica};
 
 /// The special timestamps of ListOffsets.
 const LATEST_TIMESTAMP: i64 = -1;
@@ -29,11 +29,13 @@ pub fn list_offsets(
                 .partitions
                 .into_iter()
                 .map(|asked| {
-                    let partition = topic.as_ref().and_then(|topic| {
-                        usize::try_from(asked.partition_index)
-                            .ok()
-                            .and_then(|i| topic.partitions.get(i))
+                    let replica = topic.as_ref().map_or(Replica::NoSuchPartition, |topic| {
+                        topic.replica(asked.partition_index)
                     });
+                    let partition = match replica {
+                        Replica::Here(partition) => Some(partition),
+                        Replica::Elsewhere | Replica::NoSuchPartition => None,
+                    };
                     let epoch = partition.map_or(0, |partition| {
                         i32::try_from(partition.leadership().term).unwrap_or(i32::MAX)
                     });
@@ -42,8 +44,12 @@ pub fn list_offsets(
                         // Leader epochs exist on the wire from version 4.
                         .with_leader_epoch(if version >= 4 { epoch } else { -1 });
                     let Some(partition) = partition else {
+                        let error = match replica {
+                            Replica::Elsewhere => ResponseError::NotLeaderOrFollower,
+                            _ => ResponseError::UnknownTopicOrPartition,
+                        };
                         return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_code(error.code())
                             .with_offset(-1)
                             .with_timestamp(-1);
                     };

@@ -1,5 +1,7 @@
-//! Metadata: the live brokers, and each topic's partitions with their leaders and epochs (a
-//! single broker leads everything, at epoch 0).
+//! Metadata: the live brokers, and each topic's partitions with their replicas, leaders and
+//! epochs (a single broker leads everything, at epoch 0). In a cluster, a partition's leader
+//! is what its Raft group says where this broker holds a replica, and what the leader's own
+//! hellos claim elsewhere.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::server::broker::{Broker, Topic, TopicError};
+use crate::server::broker::{Broker, Replica, Topic, TopicError};
 
 /// Topics one Metadata request may name.
 pub const METADATA_TOPICS_MAX: usize = 10_000;
@@ -26,45 +28,50 @@ fn describe_topic(broker: &Broker, version: i16, topic: &Topic) -> MetadataRespo
             .collect(),
         None => vec![node.0],
     };
-    let replicas: Vec<BrokerId> = match cluster {
-        Some(cluster) => cluster
-            .voters
-            .iter()
-            .map(|voter| BrokerId(voter.node_id))
-            .collect(),
-        None => vec![node],
-    };
-    let partitions = topic
-        .partitions
-        .iter()
-        .map(|partition| {
-            let leadership = partition.leadership();
-            let (leader, epoch) = if partition.is_replicated() {
-                let leader = leadership
-                    .leader
-                    .map(|leader| leader as i32)
-                    .filter(|leader| live.contains(leader))
-                    .unwrap_or(-1);
-                (
-                    BrokerId(leader),
-                    i32::try_from(leadership.term).unwrap_or(i32::MAX),
-                )
-            } else {
-                (node, 0)
+    let partitions = (0..topic.partition_count())
+        .map(|index| {
+            let placement = topic.placement.get(index as usize);
+            let replicas: Vec<BrokerId> = match placement {
+                Some(placement) => placement
+                    .replicas
+                    .iter()
+                    .map(|replica| BrokerId(*replica as i32))
+                    .collect(),
+                None => vec![node],
             };
-            let error = if partition.is_offline() && leader == node {
+            // (leader, epoch, this broker's replica is offline)
+            let (leader, epoch, offline_here) = match (topic.replica(index), cluster, placement) {
+                (Replica::Here(partition), _, _) if partition.is_replicated() => {
+                    let leadership = partition.leadership();
+                    (
+                        leadership.leader.map(|leader| leader as i32),
+                        leadership.term,
+                        partition.is_offline(),
+                    )
+                }
+                (Replica::Here(partition), _, _) => (Some(node.0), 0, partition.is_offline()),
+                (_, Some(cluster), Some(placement)) => {
+                    match cluster.heard_leader_of(placement.group) {
+                        Some((leader, term)) => (Some(leader as i32), term, false),
+                        None => (None, 0, false),
+                    }
+                }
+                _ => (None, 0, false),
+            };
+            let leader = BrokerId(leader.filter(|leader| live.contains(leader)).unwrap_or(-1));
+            let error = if offline_here && leader == node {
                 ResponseError::KafkaStorageError.code()
             } else if leader.0 < 0 {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
             };
+            let epoch = i32::try_from(epoch).unwrap_or(i32::MAX);
             MetadataResponsePartition::default()
                 .with_error_code(error)
-                .with_partition_index(partition.index)
+                .with_partition_index(index)
                 .with_leader_id(leader)
                 .with_leader_epoch(if version >= 7 { epoch } else { -1 })
-                .with_replica_nodes(replicas.clone())
                 .with_isr_nodes(
                     replicas
                         .iter()
@@ -72,6 +79,7 @@ fn describe_topic(broker: &Broker, version: i16, topic: &Topic) -> MetadataRespo
                         .filter(|replica| live.contains(&replica.0))
                         .collect(),
                 )
+                .with_replica_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()

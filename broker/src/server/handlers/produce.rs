@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::log::record_batch;
-use crate::server::broker::{Broker, TopicError};
+use crate::server::broker::{Broker, Replica, TopicError};
 use crate::server::partition::{AppendOutcome, Partition, PartitionError};
 
 /// The longest a producer may ask the broker to wait for durability.
@@ -185,21 +185,27 @@ pub async fn append(
                         failed(index, ResponseError::KafkaStorageError, error.to_string())
                     }
                     (Ok(_), None) => failed(index, ResponseError::InvalidRecord, "no records"),
-                    (Ok(topic), Some(records)) => match usize::try_from(index)
-                        .ok()
-                        .and_then(|i| topic.partitions.get(i))
-                    {
-                        None => failed(
+                    (Ok(topic), Some(records)) => match topic.replica(index) {
+                        Replica::NoSuchPartition => failed(
                             index,
                             ResponseError::UnknownTopicOrPartition,
                             format!("{name} has no partition {index}"),
                         ),
-                        Some(partition) if acks == -1 && partition.quorum_unreachable() => failed(
+                        Replica::Elsewhere => failed(
                             index,
-                            ResponseError::NotEnoughReplicas,
-                            "the leader has not heard from a majority of the replicas lately",
+                            ResponseError::NotLeaderOrFollower,
+                            format!("this broker holds no replica of {name}-{index}"),
                         ),
-                        Some(partition) => append_partition(
+                        Replica::Here(partition)
+                            if acks == -1 && partition.quorum_unreachable() =>
+                        {
+                            failed(
+                                index,
+                                ResponseError::NotEnoughReplicas,
+                                "the leader has not heard from a majority of the replicas lately",
+                            )
+                        }
+                        Replica::Here(partition) => append_partition(
                             broker,
                             partition.clone(),
                             &records,
