@@ -1,7 +1,7 @@
 """Replication factors below the cluster size: five brokers, topics with three replicas.
 
   1. five `skiff` processes form a cluster; a topic of 10 partitions is created with
-     replication factor 3, and another with the default (-1);
+     replication factor 3, another with the default (-1), another with a manual assignment;
   2. every broker, asked on its own, reports the same replicas and leader for each partition,
      including brokers that hold no replica of it;
   3. each broker keeps data only for the partitions placed on it;
@@ -55,6 +55,14 @@ def test_three_replicas_on_five_brokers(cluster_factory):
     assert create(admin, strict) == "INVALID_CONFIG"
     met = NewTopic("min-two", num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
     assert create(admin, met) is None
+    # A manual assignment is kept as given, preferred leader first.
+    assert create(admin, NewTopic("manual", num_partitions=3, replica_assignment=[[4, 5], [5, 1], [2, 3]])) is None
+    for broken in ([[1, 1]], [[1, 9]], [[1, 2], [3]]):
+        assert create(admin, NewTopic("broken", num_partitions=len(broken), replica_assignment=broken)) == "INVALID_REPLICA_ASSIGNMENT", broken
+    wait_until(lambda: all(leader >= 0 for leader, _ in placement_seen_by(cluster.brokers[0], "manual").values()),
+               FAILOVER_TIMEOUT_S, "leaders for the manually assigned topic")
+    manual = placement_seen_by(cluster.brokers[0], "manual")
+    assert [manual[p][1] for p in range(3)] == [(4, 5), (5, 1), (2, 3)], manual
 
     # Every broker reports every partition with a live leader, and they all agree: brokers
     # without a replica name the leader their peers announced.

@@ -91,6 +91,25 @@ impl Topic {
     }
 }
 
+/// The partitions and replicas of a topic to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicShape {
+    /// Counts, each -1 for the broker's default; replicas placed by the broker.
+    Counts {
+        partitions: i32,
+        replication_factor: i16,
+    },
+    /// Partition `i`'s replicas, preferred leader first (CreateTopics' manual assignment).
+    Assigned(Vec<Vec<NodeId>>),
+}
+
+impl TopicShape {
+    pub const DEFAULT: TopicShape = TopicShape::Counts {
+        partitions: -1,
+        replication_factor: -1,
+    };
+}
+
 /// Why a topic operation failed, in Kafka's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -106,6 +125,8 @@ pub enum TopicError {
     InvalidConfig(String),
     #[error("replication factor {0} is not possible: it must be between 1 and the number of brokers ({1}), or -1 for default.replication.factor")]
     InvalidReplicationFactor(i16, usize),
+    #[error("invalid replica assignment: {0}")]
+    InvalidAssignment(String),
     #[error("the cluster did not apply the change: {0}")]
     NotApplied(String),
     #[error("too many topics (at most {TOPICS_MAX})")]
@@ -363,8 +384,7 @@ impl Broker {
     pub async fn create_topic(
         self: &Arc<Self>,
         name: &str,
-        partitions: i32,
-        replication_factor: i16,
+        shape: TopicShape,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
@@ -379,22 +399,7 @@ impl Broker {
         if self.topic(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let partitions = if partitions == -1 {
-            self.config.default_partitions
-        } else {
-            partitions
-        };
-        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(format!(
-                "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
-            )));
-        }
-        let brokers = self.config.cluster_size();
-        let replicas = match replication_factor {
-            -1 => self.config.replication_factor_default(),
-            wanted if wanted >= 1 && wanted as usize <= brokers => wanted as usize,
-            wanted => return Err(TopicError::InvalidReplicationFactor(wanted, brokers)),
-        };
+        let (partitions, replicas, assignment) = self.topic_shape(shape)?;
         log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
         check_min_insync_replicas(&configs, replicas).map_err(TopicError::InvalidConfig)?;
         if self.topics().len() >= TOPICS_MAX {
@@ -414,13 +419,15 @@ impl Broker {
         }
         if let Some(cluster) = self.cluster.get() {
             let id = self.new_topic_id();
-            let placement = place_replicas(
-                &cluster.voter_ids(),
-                0,
-                partitions,
-                replicas,
-                u64::from(crc32c::crc32c(name.as_bytes())),
-            );
+            let placement = assignment.unwrap_or_else(|| {
+                place_replicas(
+                    &cluster.voter_ids(),
+                    0,
+                    partitions,
+                    replicas,
+                    u64::from(crc32c::crc32c(name.as_bytes())),
+                )
+            });
             let record = MetadataRecord::CreateTopic {
                 name: name.to_string(),
                 id: hex_id(&id),
@@ -455,6 +462,65 @@ impl Broker {
         self.install(topic);
         self.topic(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))
+    }
+
+    /// (partitions, replication factor, explicit placement) of a topic to create, checked.
+    fn topic_shape(
+        &self,
+        shape: TopicShape,
+    ) -> Result<(i32, usize, Option<Vec<Vec<NodeId>>>), TopicError> {
+        let brokers = self.config.cluster_size();
+        match shape {
+            TopicShape::Counts {
+                partitions,
+                replication_factor,
+            } => {
+                let partitions = if partitions == -1 {
+                    self.config.default_partitions
+                } else {
+                    partitions
+                };
+                if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+                    return Err(TopicError::InvalidPartitions(format!(
+                        "partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"
+                    )));
+                }
+                let replicas = match replication_factor {
+                    -1 => self.config.replication_factor_default(),
+                    wanted if wanted >= 1 && wanted as usize <= brokers => wanted as usize,
+                    wanted => return Err(TopicError::InvalidReplicationFactor(wanted, brokers)),
+                };
+                Ok((partitions, replicas, None))
+            }
+            TopicShape::Assigned(assignment) => {
+                let members: Vec<NodeId> = match self.cluster.get() {
+                    Some(cluster) => cluster.voter_ids(),
+                    None => vec![self.node_id()],
+                };
+                let partitions = assignment.len();
+                if !(1..=TOPIC_PARTITIONS_MAX as usize).contains(&partitions) {
+                    return Err(TopicError::InvalidPartitions(format!(
+                        "{partitions} partitions assigned; between 1 and {TOPIC_PARTITIONS_MAX} are possible"
+                    )));
+                }
+                let replicas = assignment[0].len();
+                for (index, list) in assignment.iter().enumerate() {
+                    let mut distinct = list.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if list.is_empty()
+                        || list.len() != replicas
+                        || distinct.len() != list.len()
+                        || !list.iter().all(|node| members.contains(node))
+                    {
+                        return Err(TopicError::InvalidAssignment(format!(
+                            "partition {index}: replicas {list:?} must be {replicas} distinct brokers of {members:?}"
+                        )));
+                    }
+                }
+                Ok((partitions as i32, replicas, Some(assignment)))
+            }
+        }
     }
 
     /// Deletes a topic: removed from the catalogue first, then its directories.
@@ -608,7 +674,7 @@ impl Broker {
             return Err(TopicError::Unknown(name.to_string()));
         }
         match self
-            .create_topic(name, -1, -1, BTreeMap::new(), false)
+            .create_topic(name, TopicShape::DEFAULT, BTreeMap::new(), false)
             .await
         {
             Ok(topic) => Ok(topic),

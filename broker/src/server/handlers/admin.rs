@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -19,7 +20,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::server::broker::{Broker, TopicError};
+use crate::consensus::NodeId;
+use crate::server::broker::{Broker, TopicError, TopicShape};
 use crate::server::topic_config::describe_topic;
 
 /// Kafka's ConfigResource types.
@@ -38,6 +40,7 @@ fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::InvalidReplicationFactor(..) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
         TopicError::NotApplied(_) => ResponseError::RequestTimedOut,
         TopicError::TooManyTopics => ResponseError::PolicyViolation,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
@@ -46,6 +49,43 @@ fn topic_error_code(error: &TopicError) -> ResponseError {
 
 fn message(error: &TopicError) -> Option<StrBytes> {
     Some(StrBytes::from_string(error.to_string()))
+}
+
+/// A topic's shape as CreateTopics asks for it: counts, or (as Kafka requires, with both
+/// counts -1) a replica list per partition, indexed 0, 1, 2, ...
+fn manual_assignment(wanted: &CreatableTopic) -> Result<TopicShape, TopicError> {
+    if wanted.assignments.is_empty() {
+        return Ok(TopicShape::Counts {
+            partitions: wanted.num_partitions,
+            replication_factor: wanted.replication_factor,
+        });
+    }
+    if wanted.num_partitions != -1 || wanted.replication_factor != -1 {
+        return Err(TopicError::InvalidAssignment(
+            "with a replica assignment, the partition count and replication factor must be -1"
+                .to_string(),
+        ));
+    }
+    let mut assignments: Vec<_> = wanted.assignments.iter().collect();
+    assignments.sort_by_key(|assignment| assignment.partition_index);
+    let mut placement = Vec::with_capacity(assignments.len());
+    for (expected, assignment) in assignments.into_iter().enumerate() {
+        if assignment.partition_index != expected as i32 {
+            return Err(TopicError::InvalidAssignment(format!(
+                "partitions must be numbered from 0 without gaps; partition {expected} is missing"
+            )));
+        }
+        let replicas = assignment
+            .broker_ids
+            .iter()
+            .map(|broker| NodeId::try_from(broker.0))
+            .collect::<Result<Vec<NodeId>, _>>()
+            .map_err(|_| {
+                TopicError::InvalidAssignment(format!("partition {expected}: a negative broker id"))
+            })?;
+        placement.push(replicas);
+    }
+    Ok(TopicShape::Assigned(placement))
 }
 
 pub async fn create_topics(
@@ -63,20 +103,13 @@ pub async fn create_topics(
                 configs.insert(config.name.to_string(), value.to_string());
             }
         }
-        let created = if !wanted.assignments.is_empty() {
-            Err(TopicError::InvalidPartitions(
-                "manual replica assignments are not supported".to_string(),
-            ))
-        } else {
-            broker
-                .create_topic(
-                    &name,
-                    wanted.num_partitions,
-                    wanted.replication_factor,
-                    configs,
-                    request.validate_only,
-                )
-                .await
+        let created = match manual_assignment(&wanted) {
+            Err(error) => Err(error),
+            Ok(shape) => {
+                broker
+                    .create_topic(&name, shape, configs, request.validate_only)
+                    .await
+            }
         };
         results.push(match created {
             Ok(topic) => {
