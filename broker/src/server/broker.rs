@@ -91,6 +91,9 @@ impl Topic {
     }
 }
 
+/// Partition `i`'s replicas, preferred leader first.
+pub type Assignment = Vec<Vec<NodeId>>;
+
 /// The partitions and replicas of a topic to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicShape {
@@ -99,8 +102,8 @@ pub enum TopicShape {
         partitions: i32,
         replication_factor: i16,
     },
-    /// Partition `i`'s replicas, preferred leader first (CreateTopics' manual assignment).
-    Assigned(Vec<Vec<NodeId>>),
+    /// CreateTopics' manual assignment.
+    Assigned(Assignment),
 }
 
 impl TopicShape {
@@ -468,7 +471,7 @@ impl Broker {
     fn topic_shape(
         &self,
         shape: TopicShape,
-    ) -> Result<(i32, usize, Option<Vec<Vec<NodeId>>>), TopicError> {
+    ) -> Result<(i32, usize, Option<Assignment>), TopicError> {
         let brokers = self.config.cluster_size();
         match shape {
             TopicShape::Counts {
