@@ -148,7 +148,15 @@ fn request_for(api_key: ApiKey) -> RequestKind {
 async fn every_served_version_encodes() {
     let broker = broker();
     broker
-        .create_topic("orders", 2, 1, Default::default(), false)
+        .create_topic(
+            "orders",
+            skiff::server::broker::TopicShape::Counts {
+                partitions: 2,
+                replication_factor: 1,
+            },
+            Default::default(),
+            false,
+        )
         .await
         .expect("topic created");
     let peer = Peer {
