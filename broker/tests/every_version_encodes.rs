@@ -89,6 +89,21 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                     ]),
             ]))
         }
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_leader_epoch(0),
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(7)
+                            .with_leader_epoch(0),
+                    ]),
+            ]),
+        ),
         ApiKey::CreateTopics => {
             RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()

@@ -125,6 +125,15 @@ impl LogTerms {
         0
     }
 
+    /// Kafka's OffsetsForLeaderEpoch on this log: the largest term at or below `term` that the
+    /// log holds, and the last index of its run (as an exclusive offset, where the next term
+    /// starts, or the log end for the last term). `None` if every entry is of a later term.
+    pub fn epoch_end(&self, term: Term) -> Option<(Term, LogIndex)> {
+        let position = self.runs.partition_point(|run| run.term <= term);
+        let run = self.runs[..position].last()?;
+        Some((run.term, self.run_end(run.first_index)))
+    }
+
     fn assert_invariants(&self) {
         if cfg!(debug_assertions) {
             for pair in self.runs.windows(2) {
@@ -157,6 +166,22 @@ mod tests {
         log.append(EntrySpan::new(4, 5, 2));
         log.append(EntrySpan::new(6, 9, 4));
         log
+    }
+
+    #[test]
+    fn epoch_end_is_where_the_next_term_starts() {
+        let log = example();
+        assert_eq!(log.epoch_end(0), None);
+        assert_eq!(log.epoch_end(1), Some((1, 3)));
+        assert_eq!(log.epoch_end(2), Some((2, 5)));
+        assert_eq!(log.epoch_end(3), Some((2, 5)), "an epoch the log skipped");
+        assert_eq!(log.epoch_end(4), Some((4, 9)));
+        assert_eq!(
+            log.epoch_end(9),
+            Some((4, 9)),
+            "a later epoch ends at the log end"
+        );
+        assert_eq!(LogTerms::new().epoch_end(1), None);
     }
 
     #[test]

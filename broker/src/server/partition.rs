@@ -203,6 +203,24 @@ impl Partition {
         None
     }
 
+    /// OffsetsForLeaderEpoch: the largest leader epoch at or below `epoch` in this replica's
+    /// log and the offset where it ends (where the next epoch starts, or the log end offset for
+    /// the latest). `None` (Kafka's undefined epoch and offset) if the log holds only later
+    /// epochs. A single broker's log is all epoch 0.
+    pub fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        let epoch = u64::try_from(epoch).ok()?;
+        let Some(link) = &self.replica else {
+            return Some((0, self.log_end_offset()));
+        };
+        let groups = link.raft.lock();
+        let (term, end_index) = groups.get(link.group)?.log().epoch_end(epoch)?;
+        // The end is an exclusive offset: the last index of the epoch, as an offset, plus one.
+        Some((
+            i32::try_from(term).unwrap_or(i32::MAX),
+            index_to_offset(end_index) + 1,
+        ))
+    }
+
     /// A replicated partition's leader whose lease has run out: no majority of the replicas has
     /// answered it lately, so an acks=-1 write could not commit (Kafka's NOT_ENOUGH_REPLICAS).
     pub fn quorum_unreachable(&self) -> bool {

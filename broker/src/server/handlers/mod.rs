@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -35,6 +36,9 @@ pub async fn handle(
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::fetch(broker, version, body).await),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::list_offsets(broker, version, body))
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epoch::offsets_for_leader_epoch(broker, body))
         }
         RequestKind::CreateTopics(body) => {
             ResponseKind::CreateTopics(admin::create_topics(broker, version, body).await)
