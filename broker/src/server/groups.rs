@@ -244,10 +244,13 @@ pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(
     // The encoder may split the records into several batches; they are appended in order and
     // the wait covers the last.
     let mut end_offset = 0;
+    let mut wait_term = None;
     for batch in record_batch::split_batches(&batch) {
         let batch = batch.expect("batches this broker encoded split cleanly");
         let header = record_batch::validate(batch).expect("a batch this broker encoded is valid");
-        let outcome = partition.append(batch, &header, broker.seams.clock.wall_ms())?;
+        let (outcome, term) =
+            partition.append_in_term(batch, &header, broker.seams.clock.wall_ms())?;
+        wait_term.get_or_insert(term);
         let AppendOutcome::Appended(info) = outcome else {
             unreachable!("offset records carry no producer id, so they are never duplicates")
         };
@@ -256,7 +259,7 @@ pub async fn persist(broker: &Arc<Broker>, records: &[OffsetRecord]) -> Result<(
     // acks=-1: durable under the sync policy, and committed by the quorum in a cluster.
     let timeout = Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
     if !partition
-        .wait_acknowledgeable(end_offset, -1, timeout)
+        .wait_acknowledgeable(end_offset, -1, timeout, wait_term.flatten())
         .await?
     {
         return Err(PartitionError::Offline(

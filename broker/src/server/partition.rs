@@ -257,10 +257,42 @@ impl Partition {
         header: &RecordBatchHeader,
         wall_ms: i64,
     ) -> Result<AppendOutcome, PartitionError> {
+        self.append_in_term(batch, header, wall_ms)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Partition::append`], also returning, for a replicated partition, the leader term the
+    /// outcome holds in: an acknowledgement must wait for the commit in that very term (see
+    /// [`Partition::wait_acknowledgeable`]). Only the leader answers, duplicates included: a
+    /// replica that is not (or no longer) the leader may hold a retried batch that the new
+    /// leader does not, and will truncate.
+    pub fn append_in_term(
+        &self,
+        batch: &[u8],
+        header: &RecordBatchHeader,
+        wall_ms: i64,
+    ) -> Result<(AppendOutcome, Option<Term>), PartitionError> {
         let mut state = self.lock();
         if let Some(reason) = &state.offline {
             return Err(PartitionError::Offline(reason.clone()));
         }
+        let leader_term = match &self.replica {
+            None => None,
+            Some(link) => {
+                let groups = link.raft.lock();
+                let node = groups
+                    .get(link.group)
+                    .ok_or(PartitionError::NotLeader { leader: None })?;
+                if !node.is_leader() || state.writable_term != Some(node.term()) {
+                    return Err(PartitionError::NotLeader {
+                        leader: node
+                            .leader()
+                            .filter(|leader| !node.is_leader() || *leader != node.node_id()),
+                    });
+                }
+                Some(node.term())
+            }
+        };
         let idempotent = header.producer_id >= 0;
         if idempotent {
             let check = state.producers.check(
@@ -274,12 +306,16 @@ impl Partition {
                 last_offset,
             } = check
             {
-                return Ok(AppendOutcome::Duplicate {
-                    base_offset,
-                    last_offset,
-                });
+                return Ok((
+                    AppendOutcome::Duplicate {
+                        base_offset,
+                        last_offset,
+                    },
+                    leader_term,
+                ));
             }
         }
+        let mut term = leader_term;
         let info = match &self.replica {
             None => state.log.append(batch, 0, wall_ms)?,
             Some(link) => {
@@ -323,6 +359,7 @@ impl Partition {
                     index_to_offset(span.first_index),
                     "the leader's log and its Raft log agree on the next offset"
                 );
+                term = Some(span.term);
                 match state.log.append(batch, term_as_epoch(span.term), wall_ms) {
                     Ok(info) => {
                         link.raft.wake.notify_one();
@@ -356,18 +393,23 @@ impl Partition {
                 FlushPolicy::Interval { .. } => self.data_visible.notify_waiters(),
             }
         }
-        Ok(AppendOutcome::Appended(info))
+        Ok((AppendOutcome::Appended(info), term))
     }
 
     /// Waits until a produce with `acks` may be acknowledged through `end_offset`: for a
     /// replicated partition with acks=-1, committed by the quorum; otherwise durable here (the
     /// sync policy) or at once (the interval policy). Returns whether that happened in time;
     /// a replica that loses leadership meanwhile answers NOT_LEADER_OR_FOLLOWER.
+    ///
+    /// `term` is the leader term [`Partition::append_in_term`] returned: if the replica is in
+    /// another term by the time this wait starts, the batch may already be gone (a new leader
+    /// truncates what it lacks, and its own commits would otherwise seem to cover it).
     pub async fn wait_acknowledgeable(
         &self,
         end_offset: i64,
         acks: i16,
         timeout: Duration,
+        term: Option<Term>,
     ) -> Result<bool, PartitionError> {
         if self.replica.is_none() || acks != -1 {
             if self.flush_policy == FlushPolicy::Sync || self.replica.is_some() {
@@ -375,7 +417,7 @@ impl Partition {
             }
             return Ok(true);
         }
-        let term = self.leadership().term;
+        let term = term.unwrap_or_else(|| self.leadership().term);
         let mut committed = self.committed_end.subscribe();
         let mut leadership = self.leadership.subscribe();
         let waited = tokio::time::timeout(timeout, async {

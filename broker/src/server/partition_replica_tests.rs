@@ -180,3 +180,59 @@ fn the_committed_end_is_the_high_watermark_and_never_goes_back() {
     partition.set_committed(3);
     assert_eq!(partition.high_watermark(), 5);
 }
+
+/// An idempotent producer's batch (producer 42, epoch 0, sequence 0) at `base_offset` in
+/// leader epoch `term`.
+fn idempotent_batch(base_offset: i64, term: Term) -> Vec<u8> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: 42,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1_000,
+        key: None,
+        value: Some(Bytes::from_static(b"once")),
+        headers: Default::default(),
+    };
+    let mut buffer = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, [record].iter(), &options).expect("encodes");
+    let mut bytes = buffer.to_vec();
+    set_base_offset(&mut bytes, base_offset);
+    set_partition_leader_epoch(&mut bytes, term as i32);
+    bytes
+}
+
+#[test]
+fn only_the_leader_answers_a_retried_batch() {
+    // A follower holds an idempotent batch it replicated (seed 1142 of the five-broker swarm:
+    // the old leader still held a batch the new leader lacked). A retry sent to it must be
+    // refused, not answered as a duplicate: the leader may truncate that batch away.
+    let disk = SimDisk::new();
+    let partition = open(&disk);
+    partition.write_leader_marker(1, 1, 0).unwrap();
+    let held = idempotent_batch(1, 1);
+    partition
+        .write_replicated(
+            &[&payload(std::slice::from_ref(&held))],
+            EntrySpan::new(2, 2, 1),
+            0,
+        )
+        .unwrap();
+    let header = record_batch::validate(&held).unwrap();
+    assert!(matches!(
+        partition.append_in_term(&held, &header, 0),
+        Err(PartitionError::NotLeader { .. })
+    ));
+}

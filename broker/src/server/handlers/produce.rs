@@ -9,6 +9,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::consensus::Term;
 use crate::log::record_batch;
 use crate::server::broker::{Broker, Replica, TopicError};
 use crate::server::partition::{AppendOutcome, Partition, PartitionError};
@@ -19,8 +20,9 @@ pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
 /// What one partition's append came to, before waiting for durability.
 struct PartitionAppend {
     response: PartitionProduceResponse,
-    /// The partition and the end offset to wait for, when something new was appended.
-    wait: Option<(Arc<Partition>, i64)>,
+    /// The partition, the end offset to wait for and the leader term the appends hold in,
+    /// when something was appended (or found already appended).
+    wait: Option<(Arc<Partition>, i64, Option<Term>)>,
 }
 
 fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> PartitionAppend {
@@ -60,6 +62,7 @@ fn append_partition(
     let mut first_offset: Option<i64> = None;
     // The end of what this request must wait for: its own appends and any duplicates.
     let mut last_appended: Option<i64> = None;
+    let mut wait_term: Option<Option<Term>> = None;
     for batch in record_batch::split_batches(records) {
         let batch = match batch {
             Ok(batch) => batch,
@@ -89,7 +92,13 @@ fn append_partition(
                 "transactional batches are not supported",
             );
         }
-        match partition.append(batch, &header, wall_ms) {
+        let appended = partition.append_in_term(batch, &header, wall_ms);
+        if let Ok((_, term)) = &appended {
+            // The first batch's term: should a later batch of the request land in another
+            // term, the wait then fails and the client retries the whole request.
+            wait_term.get_or_insert(*term);
+        }
+        match appended.map(|(outcome, _)| outcome) {
             Ok(AppendOutcome::Appended(info)) => {
                 first_offset.get_or_insert(info.base_offset);
                 last_appended = Some(info.last_offset);
@@ -120,7 +129,7 @@ fn append_partition(
             .with_base_offset(base_offset)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(partition.log_start_offset()),
-        wait: last_appended.map(|last| (partition, last + 1)),
+        wait: last_appended.map(|last| (partition, last + 1, wait_term.flatten())),
     }
 }
 
@@ -139,8 +148,8 @@ pub struct AppendedProduce {
     acks: i16,
     timeout: Duration,
     topics: Vec<TopicProduceResponse>,
-    /// (partition slot, topic slot, (partition, end offset to wait for)).
-    waits: Vec<(usize, usize, (Arc<Partition>, i64))>,
+    /// (partition slot, topic slot, (partition, end offset to wait for, leader term)).
+    waits: Vec<(usize, usize, (Arc<Partition>, i64, Option<Term>))>,
 }
 
 /// The first half of Produce: validates and appends every batch, in request order. A connection
@@ -251,11 +260,11 @@ impl AppendedProduce {
             return None;
         }
         {
-            for (partition_slot, topic_slot, (partition, end_offset)) in waits {
+            for (partition_slot, topic_slot, (partition, end_offset, term)) in waits {
                 let response: &mut PartitionProduceResponse =
                     &mut topics[topic_slot].partition_responses[partition_slot];
                 match partition
-                    .wait_acknowledgeable(end_offset, acks, timeout)
+                    .wait_acknowledgeable(end_offset, acks, timeout, term)
                     .await
                 {
                     Ok(true) => {}
