@@ -18,11 +18,14 @@ use crate::server::partition::{AppendOutcome, Partition, PartitionError};
 pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
 
 /// What one partition's append came to, before waiting for durability.
+/// The partition, the end offset an acknowledgement waits for, and the leader term the
+/// appends hold in.
+type AckWait = (Arc<Partition>, i64, Option<Term>);
+
 struct PartitionAppend {
     response: PartitionProduceResponse,
-    /// The partition, the end offset to wait for and the leader term the appends hold in,
-    /// when something was appended (or found already appended).
-    wait: Option<(Arc<Partition>, i64, Option<Term>)>,
+    /// What to wait for, when something was appended (or found already appended).
+    wait: Option<AckWait>,
 }
 
 fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> PartitionAppend {
@@ -148,8 +151,8 @@ pub struct AppendedProduce {
     acks: i16,
     timeout: Duration,
     topics: Vec<TopicProduceResponse>,
-    /// (partition slot, topic slot, (partition, end offset to wait for, leader term)).
-    waits: Vec<(usize, usize, (Arc<Partition>, i64, Option<Term>))>,
+    /// (partition slot, topic slot, what to wait for).
+    waits: Vec<(usize, usize, AckWait)>,
 }
 
 /// The first half of Produce: validates and appends every batch, in request order. A connection
