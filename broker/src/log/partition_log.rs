@@ -474,6 +474,16 @@ impl PartitionLog {
     /// Deletes sealed segments past `retention.ms` or `retention.bytes`, oldest first, never the
     /// active one, advancing the log start. Returns how many were deleted.
     pub fn apply_retention(&mut self, wall_ms: i64) -> Result<usize, LogError> {
+        self.apply_retention_below(wall_ms, i64::MAX)
+    }
+
+    /// [`PartitionLog::apply_retention`], deleting only segments that end at or below
+    /// `keep_from`: a replica keeps every entry its quorum has not committed.
+    pub fn apply_retention_below(
+        &mut self,
+        wall_ms: i64,
+        keep_from: i64,
+    ) -> Result<usize, LogError> {
         let sealed: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
             .iter()
             .map(|segment| SegmentSummary {
@@ -481,7 +491,14 @@ impl PartitionLog {
                 max_timestamp: segment.max_timestamp(),
             })
             .collect();
-        let count = segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms);
+        // A sealed segment ends where the next one begins.
+        let below = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].base_offset() <= keep_from)
+            .count();
+        let count =
+            segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms).min(below);
         assert!(
             count < self.segments.len(),
             "retention never deletes the active segment"

@@ -187,6 +187,35 @@ fn retention_by_time_and_size_deletes_whole_sealed_segments() {
 }
 
 #[test]
+fn retention_below_a_limit_keeps_every_segment_reaching_past_it() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk, small_config());
+    fill(&mut log, 20);
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    log.update_config(LogConfig {
+        retention_ms: 10_000,
+        ..small_config()
+    });
+    // Everything is past retention, but only entries below offset `limit` may go: segments
+    // that end at or below it are deleted, the one holding it stays.
+    let limit = log.log_end_offset() / 2;
+    let deleted = log
+        .apply_retention_below(START_MS + 1_000_000, limit)
+        .unwrap();
+    assert!(
+        deleted > 0 && deleted < segments - 1,
+        "{deleted} of {segments}"
+    );
+    assert!(log.log_start_offset() <= limit);
+    assert!(log.read(limit, 10, log.log_end_offset()).is_ok());
+    assert_eq!(
+        log.apply_retention_below(START_MS + 1_000_000, 0).unwrap(),
+        0
+    );
+}
+
+#[test]
 fn truncate_to_cuts_at_the_batch_holding_the_offset_and_survives_a_crash() {
     let disk = SimDisk::new();
     let mut log = open(&disk, small_config());

@@ -849,10 +849,17 @@ impl Partition {
 
     /// Applies retention; returns how many segments were deleted.
     /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
+    /// A replica deletes only committed segments: the core may still send or truncate the
+    /// entries above its commit index.
     pub fn apply_retention(&self, wall_ms: i64) -> Result<usize, PartitionError> {
+        let keep_from = if self.is_replicated() {
+            self.high_watermark()
+        } else {
+            i64::MAX
+        };
         let mut state = self.lock();
         state.producers.expire(wall_ms);
-        Ok(state.log.apply_retention(wall_ms)?)
+        Ok(state.log.apply_retention_below(wall_ms, keep_from)?)
     }
 
     /// Checks that the log's indexes agree with its segments; see
