@@ -13,6 +13,7 @@ offset its acknowledgement named; acknowledgements continued after the kill; the
 broker rejoins (listed in metadata) and, once it leads a partition, serves the same data.
 """
 
+import logging
 import signal
 import subprocess
 import time
@@ -211,3 +212,45 @@ def test_kcat_round_trip_through_any_broker(cluster_factory, tmp_path):
         capture_output=True, text=True, check=True, timeout=120,
     )
     assert out.stdout.splitlines() == values
+
+
+def test_a_consumer_reads_through_a_failover_once_and_in_order(cluster_factory):
+    """A consumer polling while the leader dies validates its position with the new leader
+    (OffsetForLeaderEpoch, as librdkafka does on a leader epoch change) and goes on: every
+    value once, in offset order, nothing skipped."""
+    cluster = cluster_factory(3)
+    admin = clients.admin(cluster)
+    admin.create_topics([NewTopic("followed", num_partitions=1, replication_factor=3)])["followed"].result(
+        timeout=clients.ADMIN_TIMEOUT_S)
+    wait_until(lambda: leader_of(cluster, "followed", 0) >= 0, FAILOVER_TIMEOUT_S, "a leader")
+    writer = clients.producer(cluster, **{"enable.idempotence": True})
+    before, failed = clients.produce_all(writer, "followed", [(None, f"f-{i:05d}") for i in range(1000)])
+    assert not failed
+
+    sent_requests = []
+
+    class RequestLog(logging.Handler):
+        def emit(self, record):
+            sent_requests.append(record.getMessage())
+
+    logger = logging.getLogger("followed-consumer")
+    logger.addHandler(RequestLog())
+    logger.setLevel(logging.DEBUG)
+    reader = clients.consumer(cluster, "followers", debug="protocol", logger=logger)
+    reader.assign([TopicPartition("followed", 0, 0)])
+    try:
+        received = clients.consume_exactly(reader, 1000)
+        victim = cluster.member(leader_of(cluster, "followed", 0))
+        victim.stop(signal.SIGKILL)
+        after, failed = clients.produce_all(writer, "followed", [(None, f"f-{i:05d}") for i in range(1000, 2000)])
+        assert not failed
+        received.extend(clients.consume_exactly(reader, 1000))
+    finally:
+        reader.close()
+    values = [message.value().decode() for message in received]
+    assert values == [f"f-{i:05d}" for i in range(2000)], "values skipped, repeated or out of order"
+    offsets = [message.offset() for message in received]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    assert {**before, **after} == {m.value().decode(): (0, m.offset()) for m in received}
+    assert any("Sent OffsetForLeaderEpochRequest" in line for line in sent_requests), \
+        "the consumer never validated its position with the new leader"
