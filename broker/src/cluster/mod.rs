@@ -158,7 +158,11 @@ impl Cluster {
             node_id: self.node_id,
             kafka_host: self.kafka_host.clone(),
             kafka_port: self.kafka_port,
-            leading: self.led_groups_with_terms(),
+            leading: self
+                .led_groups_with_terms()
+                .into_iter()
+                .take(peer_wire::FRAME_MESSAGES_MAX)
+                .collect(),
         }
     }
 

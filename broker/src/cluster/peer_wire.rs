@@ -19,7 +19,8 @@ use crate::consensus::{AppendResult, EntrySpan, Envelope, GroupId, Message, Node
 /// The largest replication frame; an append carries at most
 /// [`super::driver::APPEND_PAYLOAD_BYTES_MAX`] of batches per group.
 pub const PEER_FRAME_BYTES_MAX: u32 = 256 * 1024 * 1024;
-/// Messages in one Raft frame: bounds decoding work per frame.
+/// Messages in one Raft frame, and groups one hello claims to lead: bounds decoding work per
+/// frame.
 pub const FRAME_MESSAGES_MAX: usize = 1 << 20;
 /// Host names in Hello frames.
 pub const HOST_BYTES_MAX: usize = 1024;
