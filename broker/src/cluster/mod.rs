@@ -474,6 +474,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_highest_term_claim_of_a_live_broker_names_a_leader() {
+        let voters = "1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094,4@127.0.0.1:19095";
+        let properties = BTreeMap::from([
+            ("node.id".to_string(), "1".to_string()),
+            ("controller.quorum.voters".to_string(), voters.to_string()),
+        ]);
+        let config = BrokerConfig::from_properties(&properties).unwrap();
+        let cluster = Cluster::new(&config, crate::io::Clock::new(), 7);
+        for peer in [2, 3] {
+            cluster.heard_from(peer, "127.0.0.1".to_string(), 9090 + peer as u16);
+        }
+        assert_eq!(cluster.heard_leader_of(5), None);
+        cluster.heard_leading(2, &[(5, 1), (6, 1)]);
+        assert_eq!(cluster.heard_leader_of(5), Some((2, 1)));
+        cluster.heard_leading(3, &[(5, 2)]);
+        assert_eq!(cluster.heard_leader_of(5), Some((3, 2)));
+        // A deposed leader still claiming its old term changes nothing.
+        cluster.heard_leading(2, &[(5, 1), (6, 1)]);
+        assert_eq!(cluster.heard_leader_of(5), Some((3, 2)));
+        // A claim no longer made is forgotten.
+        cluster.heard_leading(3, &[]);
+        assert_eq!(cluster.heard_leader_of(5), None);
+        assert_eq!(cluster.heard_leader_of(6), Some((2, 1)));
+        // A broker never heard from (not live) is not named, whatever it claims.
+        cluster.heard_leading(4, &[(9, 3)]);
+        assert_eq!(cluster.heard_leader_of(9), None);
+    }
+
+    #[test]
     fn producer_ids_of_different_brokers_never_collide_and_map_back() {
         let mut seen = std::collections::BTreeSet::new();
         for node in [0, 1, 2, 1023] {
