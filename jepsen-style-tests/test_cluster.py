@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import clients
@@ -254,3 +254,61 @@ def test_a_consumer_reads_through_a_failover_once_and_in_order(cluster_factory):
     assert {**before, **after} == {m.value().decode(): (0, m.offset()) for m in received}
     assert any("Sent OffsetForLeaderEpochRequest" in line for line in sent_requests), \
         "the consumer never validated its position with the new leader"
+
+
+def test_a_replica_behind_the_leaders_retention_starts_over_at_its_log_start(cluster_factory):
+    """A follower is down while the others write more than retention keeps: the segments it
+    needs next are gone. Back up, it is sent the leader's log start, drops its log and
+    catches up from there; then, with the other follower killed, it is the one that makes
+    acks=all writes commit."""
+    cluster = cluster_factory(3, "--set", "log.retention.check.interval.ms=300")
+    admin = clients.admin(cluster)
+    configs = {"segment.bytes": "16384", "retention.bytes": "65536"}
+    admin.create_topics([NewTopic("trimmed", num_partitions=1, replication_factor=3, config=configs)])[
+        "trimmed"].result(timeout=clients.ADMIN_TIMEOUT_S)
+    wait_until(lambda: leader_of(cluster, "trimmed", 0) >= 0, FAILOVER_TIMEOUT_S, "a leader")
+    leader = leader_of(cluster, "trimmed", 0)
+    lagging, other = [b for b in cluster.brokers if b.node_id != leader]
+    lagging.stop(signal.SIGKILL)
+
+    # Batches must fit the small segments (a batch never spans two).
+    small_batches = {"enable.idempotence": True, "batch.size": 8192}
+    writer = clients.producer(conftest_cluster([b for b in cluster.brokers if b is not lagging]),
+                              **small_batches)
+    acknowledged, failed = clients.produce_all(
+        writer, "trimmed", [(None, f"t-{i:06d}-" + "x" * 100) for i in range(6000)])
+    assert not failed
+
+    reader = clients.consumer(cluster, "trimmed-watermarks")
+    try:
+        wait_until(lambda: reader.get_watermark_offsets(TopicPartition("trimmed", 0), timeout=5)[0] > 0,
+                   FAILOVER_TIMEOUT_S, "retention to delete the first segments")
+    finally:
+        reader.close()
+
+    lagging.start()
+    # Only the restarted replica can complete a quorum once the other follower is gone, and it
+    # can only do so after starting over at the leader's log start.
+    wait_until(lambda: "starting over at its log start" in lagging.log_tail(200),
+               FAILOVER_TIMEOUT_S, "the lagging replica to start over")
+    time.sleep(2)
+    other.stop(signal.SIGKILL)
+    later = clients.producer(conftest_cluster([b for b in cluster.brokers if b is not other]),
+                             **small_batches)
+    acknowledged_later, failed_later = clients.produce_all(
+        later, "trimmed", [(None, f"later-{i:05d}") for i in range(500)])
+    assert not failed_later and len(acknowledged_later) == 500
+    reader = clients.consumer(conftest_cluster([b for b in cluster.brokers if b is not other]), "trimmed-reader")
+    reader.assign([TopicPartition("trimmed", 0, OFFSET_BEGINNING)])
+    try:
+        received = clients.consume_exactly(reader, 500)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            received.extend(clients.poll_messages(reader))
+    finally:
+        reader.close()
+    values = [m.value().decode() for m in received]
+    assert set(acknowledged_later) <= set(values), "acks=all writes committed with the restarted replica are missing"
+    assert len(values) == len(set(values))
+    offsets = [m.offset() for m in received]
+    assert offsets == sorted(offsets) and offsets[0] > 0, "reading starts at the log start, after retention"

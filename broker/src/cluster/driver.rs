@@ -230,6 +230,16 @@ impl Driver {
                 tracing::info!(topic = %partition.topic, partition = partition.index, index, "truncating a divergent suffix");
                 partition.truncate_from_index(index).await
             }
+            Command::ResetLog { index, term } => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, index, term,
+                    "the leader no longer holds what this replica needs next; starting over at its log start");
+                let result = partition.reset_log(index, wall_ms).await;
+                if result.is_ok() {
+                    // Whatever this round wrote before is gone: only the reset point counts.
+                    written.insert(group, EntrySpan::new(index, index, term));
+                }
+                result
+            }
             Command::AppendLeaderMarker { index, term } => {
                 let result = partition.write_leader_marker(index, term, wall_ms);
                 if result.is_ok() {

@@ -10,6 +10,9 @@
 //!                    (liveness and the groups the sender leads, every half second)
 //!   Raft             tag 2 · from · to · n · n × (group · message · payload?)
 //!   ProposeMetadata  tag 3 · from · record bytes                   (forwarded to the controller)
+//!
+//!   message tags: 1 RequestVote, 2 VoteResponse, 3 Append, 4 AppendResponse, 5 Heartbeat,
+//!                 6 HeartbeatResponse, 7 TimeoutNow, 8 InstallSnapshot
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -74,6 +77,7 @@ const MESSAGE_APPEND_RESPONSE: u8 = 4;
 const MESSAGE_HEARTBEAT: u8 = 5;
 const MESSAGE_HEARTBEAT_RESPONSE: u8 = 6;
 const MESSAGE_TIMEOUT_NOW: u8 = 7;
+const MESSAGE_INSTALL_SNAPSHOT: u8 = 8;
 
 /// Encodes a frame with its length prefix.
 pub fn encode(frame: &PeerFrame) -> Bytes {
@@ -301,6 +305,18 @@ fn put_message(body: &mut BytesMut, message: &Message) {
             body.put_u8(MESSAGE_TIMEOUT_NOW);
             body.put_u64(term);
         }
+        Message::InstallSnapshot {
+            term,
+            last_index,
+            last_term,
+            sent_ms,
+        } => {
+            body.put_u8(MESSAGE_INSTALL_SNAPSHOT);
+            body.put_u64(term);
+            body.put_u64(last_index);
+            body.put_u64(last_term);
+            body.put_u64(sent_ms);
+        }
     }
 }
 
@@ -419,6 +435,12 @@ fn get_message(body: &mut Bytes) -> Result<Message, PeerWireError> {
         MESSAGE_TIMEOUT_NOW => Message::TimeoutNow {
             term: get_u64(body)?,
         },
+        MESSAGE_INSTALL_SNAPSHOT => Message::InstallSnapshot {
+            term: get_u64(body)?,
+            last_index: get_u64(body)?,
+            last_term: get_u64(body)?,
+            sent_ms: get_u64(body)?,
+        },
         other => return Err(PeerWireError::UnknownMessage(other)),
     };
     Ok(message)
@@ -507,6 +529,14 @@ mod tests {
             (any::<u64>(), any::<u64>())
                 .prop_map(|(term, echo_ms)| Message::HeartbeatResponse { term, echo_ms }),
             any::<u64>().prop_map(|term| Message::TimeoutNow { term }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(term, last_index, last_term, sent_ms)| Message::InstallSnapshot {
+                    term,
+                    last_index,
+                    last_term,
+                    sent_ms,
+                }
+            ),
         ]
     }
 

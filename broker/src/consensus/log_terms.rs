@@ -20,10 +20,15 @@ pub struct TermRun {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogTerms {
-    /// Strictly increasing in both term and first index; the last run starts at or below
-    /// `last_index`.
+    /// Strictly increasing in both term and first index; the first run starts right after
+    /// `start_index`, the last one at or below `last_index`.
     runs: Vec<TermRun>,
     last_index: LogIndex,
+    /// The last entry no longer held (deleted by retention, or before a snapshot point the
+    /// leader installed), and its term: everything through it is committed. `(0, 0)`, the
+    /// sentinel before the first entry, for a log that starts at the beginning.
+    start_index: LogIndex,
+    start_term: Term,
 }
 
 impl LogTerms {
@@ -31,9 +36,25 @@ impl LogTerms {
         LogTerms::default()
     }
 
-    /// Rebuilds the index of a recovered log.
+    /// Rebuilds the index of a recovered log that starts at the beginning.
     pub fn from_runs(runs: Vec<TermRun>, last_index: LogIndex) -> Self {
-        let log_terms = LogTerms { runs, last_index };
+        LogTerms::with_start(0, 0, runs, last_index)
+    }
+
+    /// Rebuilds the index of a recovered log whose entries through `start_index` (of
+    /// `start_term`) are gone.
+    pub fn with_start(
+        start_index: LogIndex,
+        start_term: Term,
+        runs: Vec<TermRun>,
+        last_index: LogIndex,
+    ) -> Self {
+        let log_terms = LogTerms {
+            runs,
+            last_index,
+            start_index,
+            start_term,
+        };
         log_terms.assert_invariants();
         log_terms
     }
@@ -47,25 +68,31 @@ impl LogTerms {
     }
 
     pub fn last_term(&self) -> Term {
-        self.runs.last().map_or(0, |run| run.term)
+        self.runs.last().map_or(self.start_term, |run| run.term)
     }
 
-    /// The term of the entry at `index`: `Some(0)` for the sentinel index 0, `None` past the end.
+    /// The last entry the log no longer holds, and its term (`(0, 0)` if it holds them all).
+    pub fn start(&self) -> (LogIndex, Term) {
+        (self.start_index, self.start_term)
+    }
+
+    /// The term of the entry at `index`: `Some(0)` for the sentinel index 0, the start term at
+    /// the start index, `None` past the end or before the start.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        if index == self.start_index {
+            return Some(self.start_term);
         }
-        if index > self.last_index {
+        if index < self.start_index || index > self.last_index {
             return None;
         }
         let position = self.runs.partition_point(|run| run.first_index <= index);
-        debug_assert!(position >= 1, "the first run starts at the first index");
+        debug_assert!(position >= 1, "the first run starts after the start index");
         Some(self.runs[position - 1].term)
     }
 
     /// The last index of the term run that holds `index`, so that one append never mixes terms.
     pub fn run_end(&self, index: LogIndex) -> LogIndex {
-        assert!(index >= 1 && index <= self.last_index);
+        assert!(index > self.start_index && index <= self.last_index);
         let position = self.runs.partition_point(|run| run.first_index <= index);
         match self.runs.get(position) {
             Some(next_run) => next_run.first_index - 1,
@@ -84,7 +111,7 @@ impl LogTerms {
             span.term >= self.last_term(),
             "terms never decrease along the log"
         );
-        if span.term != self.last_term() {
+        if self.runs.is_empty() || span.term != self.last_term() {
             self.runs.push(TermRun {
                 term: span.term,
                 first_index: span.first_index,
@@ -96,7 +123,10 @@ impl LogTerms {
 
     /// Removes `index` and everything after it.
     pub fn truncate_from(&mut self, index: LogIndex) {
-        assert!(index >= 1, "the sentinel cannot be truncated");
+        assert!(
+            index > self.start_index,
+            "entries through the start are committed and never truncated"
+        );
         if index > self.last_index {
             return;
         }
@@ -105,11 +135,56 @@ impl LogTerms {
         self.assert_invariants();
     }
 
+    /// Forgets the entries through `index` (retention deleted them): `index` becomes the start.
+    pub fn compact_through(&mut self, index: LogIndex) {
+        if index <= self.start_index {
+            return;
+        }
+        assert!(index <= self.last_index, "only held entries are compacted");
+        let term = self.term_at(index).expect("inside the log");
+        let position = self
+            .runs
+            .partition_point(|run| run.first_index <= index + 1);
+        // The run holding `index + 1`, if any, now starts there; earlier runs go.
+        let mut kept: Vec<TermRun> = self.runs.split_off(position);
+        if index < self.last_index {
+            let holding = self.runs.last().copied().expect("a run holds index + 1");
+            if holding.first_index <= index {
+                kept.insert(
+                    0,
+                    TermRun {
+                        term: holding.term,
+                        first_index: index + 1,
+                    },
+                );
+            } else {
+                kept.insert(0, holding);
+            }
+        }
+        self.runs = kept;
+        self.start_index = index;
+        self.start_term = term;
+        self.assert_invariants();
+    }
+
+    /// Replaces the whole log by an empty one starting after `index` of `term` (a snapshot
+    /// point installed by the leader).
+    pub fn reset_to(&mut self, index: LogIndex, term: Term) {
+        self.runs.clear();
+        self.last_index = index;
+        self.start_index = index;
+        self.start_term = term;
+        self.assert_invariants();
+    }
+
     /// The largest index at or below `index` whose term is at most `term` (0 if none): where a
     /// log that holds `term` at `index` can possibly agree with this one (etcd's
-    /// `findConflictByTerm`).
+    /// `findConflictByTerm`). Never below the start index while the start term qualifies.
     pub fn last_index_with_term_at_most(&self, index: LogIndex, term: Term) -> LogIndex {
         let index = index.min(self.last_index);
+        if index < self.start_index {
+            return 0;
+        }
         let position = self.runs.partition_point(|run| run.first_index <= index);
         for run in self.runs[..position].iter().rev() {
             if run.term <= term {
@@ -122,7 +197,11 @@ impl LogTerms {
                 return run_end.min(index);
             }
         }
-        0
+        if self.start_term <= term {
+            self.start_index
+        } else {
+            0
+        }
     }
 
     /// Kafka's OffsetsForLeaderEpoch on this log: the largest term at or below `term` that the
@@ -130,8 +209,13 @@ impl LogTerms {
     /// starts, or the log end for the last term). `None` if every entry is of a later term.
     pub fn epoch_end(&self, term: Term) -> Option<(Term, LogIndex)> {
         let position = self.runs.partition_point(|run| run.term <= term);
-        let run = self.runs[..position].last()?;
-        Some((run.term, self.run_end(run.first_index)))
+        match self.runs[..position].last() {
+            Some(run) => Some((run.term, self.run_end(run.first_index))),
+            None if self.start_index > 0 && self.start_term <= term => {
+                Some((self.start_term, self.start_index))
+            }
+            None => None,
+        }
     }
 
     fn assert_invariants(&self) {
@@ -144,13 +228,18 @@ impl LogTerms {
                 );
                 assert!(pair[0].first_index < pair[1].first_index, "{:?}", self.runs);
             }
+            assert!(self.start_index <= self.last_index);
             if let Some(first) = self.runs.first() {
-                assert!(first.first_index >= 1);
+                assert_eq!(first.first_index, self.start_index + 1, "{self:?}");
                 assert!(first.term >= 1);
+                assert!(first.term >= self.start_term);
             }
             match self.runs.last() {
                 Some(last) => assert!(last.first_index <= self.last_index),
-                None => assert_eq!(self.last_index, 0, "a non-empty log has a run"),
+                None => assert_eq!(
+                    self.last_index, self.start_index,
+                    "a log holding entries has a run"
+                ),
             }
         }
     }
@@ -166,6 +255,69 @@ mod tests {
         log.append(EntrySpan::new(4, 5, 2));
         log.append(EntrySpan::new(6, 9, 4));
         log
+    }
+
+    #[test]
+    fn compaction_forgets_entries_but_keeps_the_start_term() {
+        for index in 0..=9 {
+            let mut log = example();
+            let term = log.term_at(index).unwrap();
+            log.compact_through(index);
+            assert_eq!(log.start(), (index, term));
+            assert_eq!(log.last_index(), 9);
+            assert_eq!(log.last_term(), 4);
+            for probe in 0..=10 {
+                let expected = if probe < index && index > 0 {
+                    None
+                } else {
+                    example().term_at(probe)
+                };
+                assert_eq!(
+                    log.term_at(probe),
+                    expected,
+                    "compacted through {index}, at {probe}"
+                );
+            }
+            if index < 9 {
+                assert_eq!(log.run_end(index + 1), example().run_end(index + 1));
+            }
+            // Where logs can agree is never placed inside the compacted part.
+            let agreement = log.last_index_with_term_at_most(9, 3);
+            assert!(
+                agreement == 0 || agreement >= index,
+                "{agreement} below {index}"
+            );
+        }
+        let mut log = example();
+        log.compact_through(4);
+        assert_eq!(log.last_index_with_term_at_most(9, 1), 0);
+        assert_eq!(log.last_index_with_term_at_most(9, 2), 5);
+        assert_eq!(log.epoch_end(1), None);
+        assert_eq!(log.epoch_end(2), Some((2, 5)));
+        log.compact_through(5);
+        assert_eq!(
+            log.epoch_end(3),
+            Some((2, 5)),
+            "the start term's end is the start"
+        );
+        log.append(EntrySpan::new(10, 11, 5));
+        assert_eq!(log.term_at(11), Some(5));
+    }
+
+    #[test]
+    fn a_reset_log_holds_only_its_start() {
+        let mut log = example();
+        log.reset_to(20, 6);
+        assert_eq!(log.start(), (20, 6));
+        assert_eq!(log.last_index(), 20);
+        assert_eq!(log.last_term(), 6);
+        assert_eq!(log.term_at(20), Some(6));
+        assert_eq!(log.term_at(9), None);
+        // The next append, even in the start's term, opens a run.
+        log.append(EntrySpan::new(21, 22, 6));
+        assert_eq!(log.run_end(21), 22);
+        assert_eq!(log.last_index_with_term_at_most(22, 6), 22);
+        assert_eq!(log.last_index_with_term_at_most(19, 6), 0);
     }
 
     #[test]

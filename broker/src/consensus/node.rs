@@ -134,9 +134,10 @@ impl RaftNode {
             role: Role::Follower,
             leader: None,
             persisted_index: log.last_index(),
+            // Entries through the log start are committed: retention deletes nothing else.
+            commit_index: log.start().0,
+            known_committed_index: log.start().0,
             log,
-            commit_index: 0,
-            known_committed_index: 0,
             verified_index: 0,
             acknowledged_index: 0,
             leader_heard_ms: Some(now_ms),
@@ -371,10 +372,12 @@ impl RaftNode {
                 assert_eq!(self.leader, Some(self.config.node_id));
                 assert_eq!(self.hard_state.voted_for, Some(self.config.node_id));
                 assert_eq!(self.progress.len(), self.config.voters.len() - 1);
-                assert_eq!(
-                    self.log.term_at(self.leader_marker_index),
-                    Some(self.term())
-                );
+                if self.leader_marker_index >= self.log.start().0 {
+                    assert_eq!(
+                        self.log.term_at(self.leader_marker_index),
+                        Some(self.term())
+                    );
+                }
                 for progress in self.progress.values() {
                     assert!(progress.match_index < progress.next_index);
                     assert!(progress.next_index <= last_index + 1);
@@ -424,7 +427,10 @@ impl RaftNode {
                     granted: true,
                     ..
                 } => {}
-                Message::Append { .. } | Message::Heartbeat { .. } | Message::TimeoutNow { .. } => {
+                Message::Append { .. }
+                | Message::Heartbeat { .. }
+                | Message::TimeoutNow { .. }
+                | Message::InstallSnapshot { .. } => {
                     self.become_follower(message_term, Some(from));
                 }
                 _ => self.become_follower(message_term, None),
@@ -432,7 +438,9 @@ impl RaftNode {
         } else if message_term < term {
             match message {
                 // Tell a stale leader about the newer term, so it steps down.
-                Message::Append { .. } | Message::Heartbeat { .. } => {
+                Message::Append { .. }
+                | Message::Heartbeat { .. }
+                | Message::InstallSnapshot { .. } => {
                     self.send(from, Message::HeartbeatResponse { term, echo_ms: 0 })
                 }
                 Message::RequestVote { pre_vote: true, .. } => self.send(
@@ -511,6 +519,15 @@ impl RaftNode {
             Message::TimeoutNow { .. } => {
                 self.follow(from, 0);
                 self.start_election(true);
+            }
+            Message::InstallSnapshot {
+                last_index,
+                last_term,
+                sent_ms,
+                ..
+            } => {
+                self.follow(from, sent_ms);
+                self.handle_install_snapshot(from, last_index, last_term);
             }
         }
     }
@@ -801,10 +818,24 @@ impl RaftNode {
         }
     }
 
-    /// Sends one append from the follower's next index and advances the progress.
+    /// Sends one append from the follower's next index and advances the progress; or, when
+    /// the leader no longer holds the entry before it, its log start to continue from.
     fn send_append(&mut self, peer: NodeId) {
         let progress = self.progress.get(&peer).expect("a peer's progress");
         let next_index = progress.next_index;
+        let (start_index, start_term) = self.log.start();
+        if next_index <= start_index {
+            let progress = self.progress.get_mut(&peer).expect("a peer's progress");
+            progress.mode = ReplicationMode::Probe { in_flight: true };
+            let message = Message::InstallSnapshot {
+                term: self.hard_state.term,
+                last_index: start_index,
+                last_term: start_term,
+                sent_ms: self.now_ms,
+            };
+            self.send(peer, message);
+            return;
+        }
         let previous_index = next_index - 1;
         let previous_term = self
             .log
@@ -1022,6 +1053,15 @@ impl RaftNode {
         entries: Option<EntrySpan>,
         leader_commit_index: LogIndex,
     ) {
+        let (start_index, start_term) = self.log.start();
+        if previous_index < start_index {
+            // Entries through the start are committed here, so they agree with the leader's:
+            // only what lies beyond the start is new.
+            let entries = entries
+                .filter(|span| span.last_index > start_index)
+                .map(|span| EntrySpan::new(start_index + 1, span.last_index, span.term));
+            return self.handle_append(from, start_index, start_term, entries, leader_commit_index);
+        }
         if self.log.term_at(previous_index) != Some(previous_term) {
             self.reject_append(from, previous_index, previous_term);
             return;
@@ -1087,7 +1127,8 @@ impl RaftNode {
             let index = self
                 .log
                 .last_index_with_term_at_most(previous_index, previous_term);
-            (index, self.log.term_at(index).expect("inside the log"))
+            // 0 when nothing from the start on can agree: the leader then starts this log over.
+            (index, self.log.term_at(index).unwrap_or(0))
         };
         let term = self.term();
         let echo_ms = self.leader_sent_ms;
@@ -1117,6 +1158,45 @@ impl RaftNode {
                 echo_ms,
             },
         );
+    }
+
+    /// The leader's log starts after `last_index`: continue from there, keeping this log if it
+    /// holds that very entry, else starting over (entries through it are committed, so the log
+    /// never loses anything the group needs).
+    fn handle_install_snapshot(&mut self, from: NodeId, last_index: LogIndex, last_term: Term) {
+        let (start_index, _) = self.log.start();
+        if last_index <= start_index || self.log.term_at(last_index) == Some(last_term) {
+            // Already held (or already compacted here): an empty append at that point.
+            let at = last_index.max(start_index);
+            let at_term = self.log.term_at(at).expect("inside the log");
+            return self.handle_append(from, at, at_term, None, 0);
+        }
+        assert!(
+            last_index > self.commit_index,
+            "a committed entry at {last_index} conflicts with the leader's log start"
+        );
+        self.log.reset_to(last_index, last_term);
+        self.persisted_index = self.commit_index;
+        self.acknowledged_index = self.acknowledged_index.min(self.commit_index);
+        self.verified_index = last_index;
+        self.known_committed_index = self.known_committed_index.max(last_index);
+        self.commands.push(Command::ResetLog {
+            index: last_index,
+            term: last_term,
+        });
+    }
+
+    /// Retention deleted the log through `index`, which is committed: forget those entries.
+    /// A follower that needs them later is sent the new log start instead.
+    pub fn compact(&mut self, now_ms: u64, index: LogIndex) {
+        self.advance_clock(now_ms);
+        assert!(
+            index <= self.commit_index,
+            "only committed entries are deleted (at {index}, committed {})",
+            self.commit_index
+        );
+        self.log.compact_through(index);
+        self.check_invariants();
     }
 
     /// After a sync, tells the leader about newly durable entries it sent.

@@ -726,6 +726,8 @@ struct Network {
     in_flight: std::collections::VecDeque<(NodeId, NodeId, Message)>,
     /// The term of every entry any node committed, by index.
     committed: BTreeMap<LogIndex, Term>,
+    /// (node, index) of every `ResetLog` executed.
+    resets: Vec<(NodeId, LogIndex)>,
     now_ms: u64,
 }
 
@@ -739,6 +741,7 @@ impl Network {
             up: voters.iter().copied().collect(),
             in_flight: Default::default(),
             committed: BTreeMap::new(),
+            resets: Vec::new(),
             now_ms: 0,
         }
     }
@@ -757,9 +760,14 @@ impl Network {
                         entries: Some(span),
                         ..
                     } => node.persisted(self.now_ms, span.last_index, span.term),
+                    Command::ResetLog { index, term } => {
+                        self.resets.push((id, index));
+                        node.persisted(self.now_ms, index, term);
+                    }
                     Command::Send { to, message } => self.in_flight.push_back((id, to, message)),
                     Command::Commit { up_to_index } => {
-                        for index in 1..=up_to_index {
+                        let (start, _) = node.log().start();
+                        for index in (start + 1).max(1)..=up_to_index {
                             let term = node.log().term_at(index).unwrap();
                             let previous = self.committed.insert(index, term);
                             assert!(previous.is_none_or(|previous| previous == term));
@@ -767,7 +775,8 @@ impl Network {
                     }
                     Command::BecameLeader { .. } => {
                         // Leader completeness: the new leader holds every committed entry.
-                        for (index, term) in &self.committed {
+                        let (start, _) = node.log().start();
+                        for (index, term) in self.committed.range(start + 1..) {
                             assert_eq!(node.log().term_at(*index), Some(*term), "index {index}");
                         }
                     }
@@ -869,6 +878,81 @@ fn figure_8_an_old_term_entry_on_a_majority_is_not_committed_by_counting() {
     network.elect(5);
     network.run_until(|_, _, _| false);
     assert_eq!(network.nodes[&3].log().term_at(2), Some(2));
+}
+
+impl Network {
+    fn propose(&mut self, id: NodeId, count: u64) {
+        self.nodes
+            .get_mut(&id)
+            .unwrap()
+            .propose(self.now_ms, count)
+            .unwrap();
+        self.collect(id);
+        self.run_until(|_, _, _| false);
+    }
+
+    /// A few heartbeat intervals on `id`, delivering everything after each.
+    fn heartbeats(&mut self, id: NodeId, count: u64) {
+        for _ in 0..count {
+            self.now_ms += HEARTBEAT_INTERVAL_MS;
+            self.nodes.get_mut(&id).unwrap().tick(self.now_ms);
+            self.collect(id);
+            self.run_until(|_, _, _| false);
+        }
+    }
+}
+
+/// Retention deleted entries a follower still needs: the leader sends its log start, the
+/// follower drops what it holds and starts over there, and replication resumes after it.
+#[test]
+fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let mut network = Network::new(3);
+    network.elect(1);
+    network.run_until(|_, _, _| false);
+    network.crash(3);
+    network.propose(1, 3);
+    network.propose(1, 2);
+    let committed = network.nodes[&1].commit_index();
+    assert_eq!(committed, 6);
+    let now_ms = network.now_ms;
+    for id in [1, 2] {
+        network.nodes.get_mut(&id).unwrap().compact(now_ms, 4);
+    }
+    assert_eq!(network.nodes[&1].log().start(), (4, 1));
+    assert_eq!(network.nodes[&1].log().term_at(3), None);
+    // Node 3 holds only the marker (index 1): it needs index 2, which is gone everywhere.
+    network.up.insert(3);
+    let mut snapshots = 0;
+    for _ in 0..5 {
+        network.now_ms += HEARTBEAT_INTERVAL_MS;
+        network.nodes.get_mut(&1).unwrap().tick(network.now_ms);
+        network.collect(1);
+        network.run_until(|_, _, message| {
+            snapshots += u64::from(matches!(message, Message::InstallSnapshot { .. }));
+            false
+        });
+    }
+    assert!(snapshots >= 1, "the leader sent its log start");
+    assert_eq!(network.resets, vec![(3, 4)]);
+    let follower = &network.nodes[&3];
+    assert_eq!(follower.log().start(), (4, 1));
+    assert_eq!(follower.log().last_index(), 6, "caught up after the start");
+    network.propose(1, 1);
+    network.heartbeats(1, 2);
+    assert_eq!(network.nodes[&3].log().last_index(), 7);
+    assert_eq!(network.nodes[&3].commit_index(), 7);
+    // Node 3 can now stand in for node 2: with node 2 down, writes still commit.
+    network.crash(2);
+    network.propose(1, 1);
+    network.heartbeats(1, 2);
+    assert_eq!(network.nodes[&1].commit_index(), 8);
+    // A follower that holds the leader's log start keeps its log: nothing is reset.
+    network.up.insert(2);
+    let now_ms = network.now_ms;
+    network.nodes.get_mut(&1).unwrap().compact(now_ms, 6);
+    network.heartbeats(1, 3);
+    assert_eq!(network.resets, vec![(3, 4)]);
+    assert_eq!(network.nodes[&2].log().last_index(), 8);
 }
 
 #[test]

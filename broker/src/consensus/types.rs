@@ -123,6 +123,17 @@ pub enum Message {
     TimeoutNow {
         term: Term,
     },
+    /// The leader no longer holds the entries this follower needs next (retention deleted
+    /// them): the follower's log must continue after `last_index` of `last_term`, the leader's
+    /// log start. Entries through it are committed, so the follower may drop everything it
+    /// holds that disagrees and start over there (Raft's InstallSnapshot with an empty state
+    /// machine: a partition log's "state" is its entries). Answered by an `AppendResponse`.
+    InstallSnapshot {
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
+        sent_ms: u64,
+    },
 }
 
 impl Message {
@@ -134,7 +145,8 @@ impl Message {
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
             | Message::HeartbeatResponse { term, .. }
-            | Message::TimeoutNow { term } => *term,
+            | Message::TimeoutNow { term }
+            | Message::InstallSnapshot { term, .. } => *term,
         }
     }
 }
@@ -152,6 +164,13 @@ pub enum Command {
     /// their commit index.
     TruncateLogFrom {
         index: LogIndex,
+    },
+    /// Replace the whole log by an empty one whose next entry is `index + 1` (the leader's log
+    /// start, whose previous entry had `term`). When that is durable, call
+    /// `persisted(index, term)`. Only followers do this, answering an `InstallSnapshot`.
+    ResetLog {
+        index: LogIndex,
+        term: Term,
     },
     /// A new leader's first entry, written in its own term so that earlier entries can commit
     /// (Raft §5.4.2). The metadata quorum writes KRaft's LeaderChangeMessage control record; a
@@ -200,6 +219,12 @@ impl fmt::Display for Command {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::TruncateLogFrom { index } => write!(formatter, "truncate from {index}"),
+            Command::ResetLog { index, term } => {
+                write!(
+                    formatter,
+                    "reset the log to start after {index} of term {term}"
+                )
+            }
             Command::AppendLeaderMarker { index, term } => {
                 write!(formatter, "append leader marker at {index} in term {term}")
             }

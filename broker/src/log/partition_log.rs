@@ -606,6 +606,38 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Replaces the whole log by one empty segment at `next_offset`: a replica starting over at
+    /// its leader's log start, because the entries it needs next are gone there. Durable when
+    /// this returns. The old segments go first: a crash in between leaves an empty log at 0,
+    /// which the leader starts over in the same way.
+    pub fn reset_to(&mut self, next_offset: i64, wall_ms: i64) -> Result<(), LogError> {
+        assert!(
+            self.sync_in_flight.is_none(),
+            "reset_to while a sync is in flight"
+        );
+        assert!(next_offset >= 0);
+        for segment in self.segments.drain(..) {
+            remove_segment_files(&*self.disk, &self.dir, segment.base_offset())?;
+        }
+        self.disk.sync_dir(&self.dir)?;
+        let segment = Segment::create(&*self.disk, &self.dir, next_offset, wall_ms)?;
+        self.segments.push(segment);
+        self.unsynced_files.clear();
+        self.active().log_file().sync()?;
+        self.disk.sync_dir(&self.dir)?;
+        self.active_unsynced = false;
+        self.directory_unsynced = false;
+        self.checkpointed_recovery_point = next_offset;
+        Checkpoint {
+            recovery_point: next_offset,
+            clean: false,
+        }
+        .write(&*self.disk, &self.dir)?;
+        self.durable_end_offset = next_offset;
+        self.assert_invariants();
+        Ok(())
+    }
+
     /// Clean shutdown: writes the active segment's indexes, syncs everything and records a
     /// clean checkpoint at the log end, so the next open trusts every segment.
     pub fn close(&mut self) -> Result<(), LogError> {

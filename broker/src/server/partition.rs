@@ -460,21 +460,20 @@ impl Partition {
         let hard_state = load_hard_state(disk, &self.directory)?;
         let state = self.lock();
         let mut runs: Vec<TermRun> = Vec::new();
-        let mut last_index: LogIndex = 0;
+        // Retention (or a reset to a leader's log start) may have removed the log's start:
+        // offset `start - 1`, index `start`, is the last entry gone.
+        let start_index =
+            LogIndex::try_from(state.log.log_start_offset()).expect("offsets are not negative");
+        let mut last_index: LogIndex = start_index;
         state
             .log
             .for_each_batch(state.log.log_start_offset(), |header| {
                 let term = epoch_as_term(header.partition_leader_epoch);
                 if runs.last().is_none_or(|run| run.term != term) {
-                    // Retention may have removed the log's start: the first run is taken to
-                    // begin at index 1 (a follower that far behind cannot be caught up without
-                    // a snapshot, which is not implemented).
-                    let first_index = if runs.is_empty() {
-                        1
-                    } else {
-                        offset_to_index(header.base_offset)
-                    };
-                    runs.push(TermRun { term, first_index });
+                    runs.push(TermRun {
+                        term,
+                        first_index: offset_to_index(header.base_offset),
+                    });
                 }
                 last_index = offset_to_index(header.last_offset());
             })?;
@@ -490,7 +489,19 @@ impl Partition {
             term: hard_state.term.max(runs.last().map_or(0, |run| run.term)),
             ..hard_state
         };
-        Ok((hard_state, LogTerms::from_runs(runs, last_index)))
+        // The term of the last entry gone is not on disk any more. The first kept entry's term
+        // stands in for it (0 if nothing is kept): it can only make a leader's log start look
+        // different from this log's, never the same when it is not, so the worst it does is
+        // make a leader start this replica over needlessly.
+        let start_term = if start_index == 0 {
+            0
+        } else {
+            runs.first().map_or(0, |run| run.term)
+        };
+        Ok((
+            hard_state,
+            LogTerms::with_start(start_index, start_term, runs, last_index),
+        ))
     }
 
     /// Makes the hard state durable (written to a temporary file, synced, renamed).
@@ -602,6 +613,23 @@ impl Partition {
         let end = state.log.durable_end_offset();
         drop(state);
         self.durable_end.send_replace(end);
+        Ok(())
+    }
+
+    /// A follower starts over after `index` (its leader's log start; see
+    /// `Command::ResetLog`): every entry it held is dropped, the next one is at `index + 1`.
+    pub async fn reset_log(&self, index: LogIndex, wall_ms: i64) -> Result<(), PartitionError> {
+        let _turn = self.sync_turn.lock().await;
+        let mut state = self.lock();
+        if let Some(reason) = &state.offline {
+            return Err(PartitionError::Offline(reason.clone()));
+        }
+        // Index `i` is offset `i - 1`: the next offset is `index`.
+        let next_offset = index_to_offset(index) + 1;
+        state.log.reset_to(next_offset, wall_ms)?;
+        state.producers = producers_from_log(&state.log)?;
+        drop(state);
+        self.durable_end.send_replace(next_offset);
         Ok(())
     }
 
@@ -859,7 +887,22 @@ impl Partition {
         };
         let mut state = self.lock();
         state.producers.expire(wall_ms);
-        Ok(state.log.apply_retention_below(wall_ms, keep_from)?)
+        let deleted = state.log.apply_retention_below(wall_ms, keep_from)?;
+        if let (Some(link), true) = (&self.replica, deleted > 0) {
+            // The core forgets the deleted entries too: a follower that needs them is sent the
+            // new log start instead. Offset `o` is index `o + 1`, so the last deleted offset
+            // `start - 1` is index `start`.
+            let start = state.log.log_start_offset();
+            let mut groups = link.raft.lock();
+            let now_ms = link.raft.now_ms();
+            if let Some(node) = groups.get_mut(link.group) {
+                node.compact(
+                    now_ms,
+                    LogIndex::try_from(start).expect("offsets are not negative"),
+                );
+            }
+        }
+        Ok(deleted)
     }
 
     /// Checks that the log's indexes agree with its segments; see
