@@ -233,7 +233,10 @@ impl Driver {
             Command::ResetLog { index, term } => {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, index, term,
                     "the leader no longer holds what this replica needs next; starting over at its log start");
-                let result = partition.reset_log(index, wall_ms).await;
+                let disk = self.broker.seams.disk.clone();
+                let result = partition
+                    .reset_log(disk.as_ref(), index, term, wall_ms)
+                    .await;
                 if result.is_ok() {
                     // Whatever this round wrote before is gone: only the reset point counts.
                     written.insert(group, EntrySpan::new(index, index, term));

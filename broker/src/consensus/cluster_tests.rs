@@ -7,7 +7,11 @@
 //! - disk: a sync takes a random time; a crash loses every write that was not synced,
 //!   except that a random prefix of unsynced appends may survive (a torn tail);
 //! - crashes: at most a minority of the nodes is down at any time, so a quorum's synced data
-//!   always survives and no committed entry may be lost.
+//!   always survives and no committed entry may be lost;
+//! - retention: a node forgets a committed prefix of its log (`compact`), so lagging followers
+//!   are sent the leader's log start and start over there (`ResetLog`). The simulated disk
+//!   keeps the bytes (a reset log holds the committed prefix), so every log check still sees
+//!   whole logs; the cores only know their log starts.
 //!
 //! A run has a safety phase (faults on) and a liveness phase (every fault healed: a leader
 //! must commit a new entry on every node within a bounded simulated time).
@@ -67,6 +71,9 @@ pub(super) struct Entry {
     pub(super) value: u64,
 }
 
+/// Mixed into a seed for the compaction stream.
+const COMPACTION_STREAM: u64 = 0x636f_6d70_6163_7421;
+
 /// Leader markers get values above this, so they never collide with proposals.
 const MARKER_VALUE_BASE: u64 = 1 << 62;
 
@@ -91,6 +98,12 @@ enum Operation {
         payload: Vec<Entry>,
     },
     Notify(Command),
+    /// `ResetLog`: the log becomes the committed prefix through `index`, durably.
+    Reset {
+        index: LogIndex,
+        term: Term,
+        entries: Vec<Entry>,
+    },
 }
 
 /// The fault mix of one run.
@@ -111,6 +124,9 @@ pub(super) struct Faults {
     /// Crash or isolate whichever node leads: elections and truncations come from here.
     pub(super) leader_fault_per_million: u64,
     pub(super) propose_per_million: u64,
+    /// Per step: a node compacts its log through a random committed index. Drawn from a
+    /// stream of its own, so that seeds drawing none run exactly as before it existed.
+    pub(super) compact_per_million: u64,
 }
 
 impl Faults {
@@ -127,6 +143,7 @@ impl Faults {
             leader_fault_per_million: 0,
             link_cut_per_million: 0,
             propose_per_million: 50_000,
+            compact_per_million: 0,
         }
     }
 
@@ -144,6 +161,7 @@ impl Faults {
             leader_fault_per_million: random.pick(&[0, 500, 2_000]),
             link_cut_per_million: random.pick(&[0, 500, 2_000]),
             propose_per_million: random.pick(&[10_000, 50_000, 200_000]),
+            compact_per_million: 0,
         }
     }
 }
@@ -163,6 +181,10 @@ pub(super) struct SimulatedNode {
     ordering: OrderingChecker,
     sync_done_ms: Option<u64>,
     applied_index: LogIndex,
+    /// The durable log start: entries through it were deleted by retention; and its term,
+    /// recorded beside the log before the deletion, as the broker does (`log-start.json`).
+    compacted_through: LogIndex,
+    compacted_term: Term,
 }
 
 struct Packet {
@@ -189,6 +211,8 @@ pub(super) struct Cluster {
     /// A hash of everything that happened, for the determinism test.
     pub(super) trace_hash: u64,
     pub(super) statistics: Statistics,
+    /// Compaction decisions, apart from `random` (see `Faults::compact_per_million`).
+    compaction_random: Random,
 }
 
 /// What a run exercised, so a test can check the harness explores what it claims to.
@@ -201,6 +225,8 @@ pub(super) struct Statistics {
     pub(super) lease_reads: u64,
     pub(super) elections: u64,
     pub(super) committed: u64,
+    pub(super) compactions: u64,
+    pub(super) resets: u64,
 }
 
 impl Cluster {
@@ -223,6 +249,8 @@ impl Cluster {
                     ordering: OrderingChecker::new(),
                     sync_done_ms: None,
                     applied_index: 0,
+                    compacted_through: 0,
+                    compacted_term: 0,
                 };
                 (*id, node)
             })
@@ -240,6 +268,7 @@ impl Cluster {
             next_value: 1,
             trace_hash: 0xcbf2_9ce4_8422_2325,
             statistics: Statistics::default(),
+            compaction_random: Random::new(seed ^ COMPACTION_STREAM),
         }
     }
 
@@ -416,6 +445,27 @@ impl Cluster {
             if let Command::TruncateLogFrom { .. } = &command {
                 self.statistics.truncations += 1;
             }
+            if let Command::ResetLog { index, term } = command {
+                self.statistics.resets += 1;
+                // Everything through the leader's log start is committed, hence applied on
+                // the leader, hence known here.
+                let entries: Vec<Entry> = (1..=index)
+                    .map(|at| {
+                        self.committed
+                            .get(&at)
+                            .expect("the log start is committed")
+                            .0
+                    })
+                    .collect();
+                let node = self.node_mut(id);
+                node.projected_log = entries.clone();
+                node.queue.push_back(Operation::Reset {
+                    index,
+                    term,
+                    entries,
+                });
+                continue;
+            }
             let node = self.node_mut(id);
             let operation =
                 match command {
@@ -517,6 +567,22 @@ impl Cluster {
                     payload,
                 } => self.execute_send(id, to, message, payload),
                 Operation::Notify(command) => self.execute_notify(id, command),
+                Operation::Reset {
+                    index,
+                    term,
+                    entries,
+                } => {
+                    // Deleting the segments and creating the new one is durable at once.
+                    node.log = entries.clone();
+                    node.durable_log = entries;
+                    node.compacted_through = index;
+                    node.compacted_term = term;
+                    node.ordering.synced();
+                    let now_ms = self.now_ms;
+                    let node = self.node_mut(id);
+                    node.raft.persisted(now_ms, index, term);
+                    self.queue_commands(id, &BTreeMap::new());
+                }
             }
         }
     }
@@ -541,8 +607,14 @@ impl Cluster {
                 });
                 let mut merged = (hard_state, entries);
                 let mut remaining = VecDeque::new();
-                for operation in node.queue.drain(..) {
+                let mut queued: VecDeque<Operation> = node.queue.drain(..).collect();
+                while let Some(operation) = queued.pop_front() {
                     match operation {
+                        // Writes after a reset land in the new log: stop taking them here.
+                        reset @ Operation::Reset { .. } => {
+                            remaining.push_back(reset);
+                            remaining.append(&mut queued);
+                        }
                         Operation::Truncate { index } => node.log.truncate(index as usize - 1),
                         Operation::Write {
                             first_index,
@@ -712,6 +784,26 @@ impl Cluster {
         if !self.blocked.is_empty() && self.random.chance(self.faults.heal_per_million) {
             self.blocked.clear();
         }
+        if self
+            .compaction_random
+            .chance(self.faults.compact_per_million)
+        {
+            let id = 1 + self.compaction_random.below(node_count);
+            let pick = self.compaction_random.next();
+            let now_ms = self.now_ms;
+            let node = self.node_mut(id);
+            // Retention deletes only what the replica has committed (and applied).
+            let limit = node.applied_index.min(node.raft.commit_index());
+            if node.alive && limit > node.compacted_through {
+                let index = node.compacted_through + 1 + pick % (limit - node.compacted_through);
+                let term = node.raft.log().term_at(index).expect("a held entry");
+                node.raft.compact(now_ms, index);
+                node.compacted_through = index;
+                node.compacted_term = term;
+                self.statistics.compactions += 1;
+                self.hash(3_000 + index);
+            }
+        }
     }
 
     /// Cuts `isolated` off from every other node, both ways.
@@ -777,8 +869,11 @@ impl Cluster {
         let seed = self.random.next();
         let now_ms = self.now_ms;
         let node = self.node_mut(id);
-        let mut log_terms = LogTerms::new();
-        for (position, entry) in node.log.iter().enumerate() {
+        // As the broker rebuilds it: the log start and its recorded term.
+        let start = node.compacted_through;
+        let start_term = node.compacted_term;
+        let mut log_terms = LogTerms::with_start(start, start_term, Vec::new(), start);
+        for (position, entry) in node.log.iter().enumerate().skip(start as usize) {
             let index = position as u64 + 1;
             log_terms.append(EntrySpan::new(index, index, entry.term));
         }
@@ -802,7 +897,8 @@ impl Cluster {
         match self.leaders_by_term.get(&term) {
             Some(leader) => assert_eq!(*leader, id, "two leaders in term {term}"),
             None => {
-                for (index, (entry, committed_term)) in &self.committed {
+                let (start, _) = node.raft.log().start();
+                for (index, (entry, committed_term)) in self.committed.range(start + 1..) {
                     if *committed_term < term {
                         assert_eq!(
                             node.raft.log().term_at(*index),
@@ -950,7 +1046,8 @@ pub(super) fn run_seed(seed: u64, node_count: u64) -> u64 {
 
 pub(super) fn run_seed_with_statistics(seed: u64, node_count: u64) -> (u64, Statistics) {
     let mut random = Random::new(seed);
-    let faults = Faults::draw(&mut random);
+    let mut faults = Faults::draw(&mut random);
+    faults.compact_per_million = Random::new(seed ^ COMPACTION_STREAM).pick(&[0, 0, 2_000, 20_000]);
     let mut cluster = Cluster::new(random.next(), node_count, faults);
     cluster.run_for(SAFETY_PHASE_MS, true);
     cluster.check_log_matching();
@@ -1001,6 +1098,14 @@ fn seeds_that_once_failed() {
     // (a harness bug: the check now waits for every committed index on every node).
     run_seed(10_914_706_949_237_719_734, 3);
     run_seed(14_158_969_597_090_197_861, 5);
+    // A follower restarted with only an approximate term for its log start (the harness then
+    // took the first kept entry's) rejected every append at its start, which its leader
+    // believed it already held, and replication stalled. The core now takes entries through
+    // the start as matching whatever term is on record for them.
+    for seed in [6_905_357_805_129_062_657, 3_149_719_191_210_158_518] {
+        run_seed(seed, 3);
+        run_seed(seed, 5);
+    }
 }
 
 /// The fault mixes really do produce what the safety checks are about.
@@ -1016,6 +1121,8 @@ fn the_swarm_exercises_crashes_partitions_truncations_and_leases() {
         total.lease_reads += statistics.lease_reads;
         total.elections += statistics.elections;
         total.committed += statistics.committed;
+        total.compactions += statistics.compactions;
+        total.resets += statistics.resets;
     }
     println!("{total:?}");
     assert!(total.crashes >= 10, "{total:?}");
@@ -1025,6 +1132,8 @@ fn the_swarm_exercises_crashes_partitions_truncations_and_leases() {
     assert!(total.lease_reads >= 1_000, "{total:?}");
     assert!(total.elections >= 40, "{total:?}");
     assert!(total.committed >= 1_000, "{total:?}");
+    assert!(total.compactions >= 20, "{total:?}");
+    assert!(total.resets >= 1, "{total:?}");
 }
 
 #[test]

@@ -1053,19 +1053,22 @@ impl RaftNode {
         entries: Option<EntrySpan>,
         leader_commit_index: LogIndex,
     ) {
-        let (start_index, start_term) = self.log.start();
-        if previous_index < start_index {
-            // Entries through the start are committed here, so they agree with the leader's:
-            // only what lies beyond the start is new.
+        let (start_index, _) = self.log.start();
+        let (previous_index, entries) = if previous_index <= start_index {
+            // Entries through the start are committed, so every leader holds them as they
+            // are here (whatever term either side has on record for the start itself, which a
+            // restart may only know approximately): only what lies beyond the start is new.
             let entries = entries
                 .filter(|span| span.last_index > start_index)
                 .map(|span| EntrySpan::new(start_index + 1, span.last_index, span.term));
-            return self.handle_append(from, start_index, start_term, entries, leader_commit_index);
-        }
-        if self.log.term_at(previous_index) != Some(previous_term) {
-            self.reject_append(from, previous_index, previous_term);
-            return;
-        }
+            (start_index, entries)
+        } else {
+            if self.log.term_at(previous_index) != Some(previous_term) {
+                self.reject_append(from, previous_index, previous_term);
+                return;
+            }
+            (previous_index, entries)
+        };
         let verified_index = entries.map_or(previous_index, |span| span.last_index);
         if let Some(span) = entries {
             assert_eq!(
@@ -1167,9 +1170,7 @@ impl RaftNode {
         let (start_index, _) = self.log.start();
         if last_index <= start_index || self.log.term_at(last_index) == Some(last_term) {
             // Already held (or already compacted here): an empty append at that point.
-            let at = last_index.max(start_index);
-            let at_term = self.log.term_at(at).expect("inside the log");
-            return self.handle_append(from, at, at_term, None, 0);
+            return self.handle_append(from, last_index, last_term, None, 0);
         }
         assert!(
             last_index > self.commit_index,

@@ -484,6 +484,19 @@ impl PartitionLog {
         wall_ms: i64,
         keep_from: i64,
     ) -> Result<usize, LogError> {
+        let count = self.retention_cut(wall_ms, keep_from);
+        self.delete_oldest_segments(count)
+    }
+
+    /// The log start retention would leave (`apply_retention_below` with the same arguments),
+    /// if it would delete anything: a replica records it before the deletion.
+    pub fn retention_start(&self, wall_ms: i64, keep_from: i64) -> Option<i64> {
+        let count = self.retention_cut(wall_ms, keep_from);
+        (count > 0).then(|| self.segments[count].base_offset())
+    }
+
+    /// How many of the oldest segments retention deletes now.
+    fn retention_cut(&self, wall_ms: i64, keep_from: i64) -> usize {
         let sealed: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
             .iter()
             .map(|segment| SegmentSummary {
@@ -497,8 +510,10 @@ impl PartitionLog {
             .windows(2)
             .take_while(|pair| pair[1].base_offset() <= keep_from)
             .count();
-        let count =
-            segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms).min(below);
+        segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms).min(below)
+    }
+
+    fn delete_oldest_segments(&mut self, count: usize) -> Result<usize, LogError> {
         assert!(
             count < self.segments.len(),
             "retention never deletes the active segment"

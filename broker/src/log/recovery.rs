@@ -34,11 +34,15 @@ pub const CHECKPOINT_FILE_NAME: &str = "recovery-point.checkpoint";
 pub const TEMPORARY_SUFFIX: &str = ".tmp";
 /// A replicated partition's Raft hard state (term and vote), kept beside its segments.
 pub const RAFT_STATE_FILE_NAME: &str = "raft-state.json";
+/// A replicated partition's log start and the Raft term of the entry before it, recorded
+/// before retention or a reset deletes that entry.
+pub const LOG_START_FILE_NAME: &str = "log-start.json";
 /// Files other modules keep in a partition directory, which the log leaves alone.
-pub const FOREIGN_FILE_NAMES: [&str; 3] = [
+pub const FOREIGN_FILE_NAMES: [&str; 4] = [
     "leader-epoch-checkpoint",
     "partition.metadata",
     RAFT_STATE_FILE_NAME,
+    LOG_START_FILE_NAME,
 ];
 /// Extension of idempotent-producer snapshots, named by offset like segments.
 pub const SNAPSHOT_EXTENSION: &str = "snapshot";

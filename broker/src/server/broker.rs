@@ -739,7 +739,7 @@ impl Broker {
         let now = self.seams.clock.wall_ms();
         for topic in self.topics() {
             for partition in topic.hosted() {
-                match partition.apply_retention(now) {
+                match partition.apply_retention(self.seams.disk.as_ref(), now) {
                     Ok(0) => {}
                     Ok(deleted) => {
                         tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")

@@ -489,19 +489,44 @@ impl Partition {
             term: hard_state.term.max(runs.last().map_or(0, |run| run.term)),
             ..hard_state
         };
-        // The term of the last entry gone is not on disk any more. The first kept entry's term
-        // stands in for it (0 if nothing is kept): it can only make a leader's log start look
-        // different from this log's, never the same when it is not, so the worst it does is
-        // make a leader start this replica over needlessly.
-        let start_term = if start_index == 0 {
-            0
-        } else {
-            runs.first().map_or(0, |run| run.term)
+        // The term of the last entry gone, as recorded before it went. A record of another
+        // index (a crash between recording and deleting) leaves the first kept entry's term to
+        // stand in for it, which only decides whether a leader's log start looks like this
+        // one's (the worst it does is make a leader start this replica over needlessly); the
+        // last term, which votes compare, is then a kept entry's own.
+        let recorded = load_log_start(disk, &self.directory)?;
+        let start_term = match (start_index, recorded) {
+            (0, _) => 0,
+            (_, Some((index, term))) if index == start_index => term,
+            _ => match runs.first() {
+                Some(run) => run.term,
+                None => {
+                    return Err(PartitionError::Replication(format!(
+                        "{}: the log starts at offset {} with nothing kept and no record of the term before it",
+                        self.directory.display(),
+                        state.log.log_start_offset()
+                    )))
+                }
+            },
         };
         Ok((
             hard_state,
             LogTerms::with_start(start_index, start_term, runs, last_index),
         ))
+    }
+
+    /// Records the log start (the index of the last entry about to be deleted) and that
+    /// entry's term, durably, before the deletion: a recovered log whose every entry is gone
+    /// still knows the term its start had, which its votes depend on.
+    fn store_log_start(
+        &self,
+        disk: &dyn Disk,
+        index: LogIndex,
+        term: Term,
+    ) -> Result<(), PartitionError> {
+        let text = serde_json::json!({ "index": index, "term": term }).to_string();
+        disk::write_atomically(disk, &self.directory.join(LOG_START_FILE), text.as_bytes())
+            .map_err(|error| PartitionError::Offline(format!("writing the log start: {error}")))
     }
 
     /// Makes the hard state durable (written to a temporary file, synced, renamed).
@@ -618,12 +643,19 @@ impl Partition {
 
     /// A follower starts over after `index` (its leader's log start; see
     /// `Command::ResetLog`): every entry it held is dropped, the next one is at `index + 1`.
-    pub async fn reset_log(&self, index: LogIndex, wall_ms: i64) -> Result<(), PartitionError> {
+    pub async fn reset_log(
+        &self,
+        disk: &dyn Disk,
+        index: LogIndex,
+        term: Term,
+        wall_ms: i64,
+    ) -> Result<(), PartitionError> {
         let _turn = self.sync_turn.lock().await;
         let mut state = self.lock();
         if let Some(reason) = &state.offline {
             return Err(PartitionError::Offline(reason.clone()));
         }
+        self.store_log_start(disk, index, term)?;
         // Index `i` is offset `i - 1`: the next offset is `index`.
         let next_offset = index_to_offset(index) + 1;
         state.log.reset_to(next_offset, wall_ms)?;
@@ -879,7 +911,7 @@ impl Partition {
     /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
     /// A replica deletes only committed segments: the core may still send or truncate the
     /// entries above its commit index.
-    pub fn apply_retention(&self, wall_ms: i64) -> Result<usize, PartitionError> {
+    pub fn apply_retention(&self, disk: &dyn Disk, wall_ms: i64) -> Result<usize, PartitionError> {
         let keep_from = if self.is_replicated() {
             self.high_watermark()
         } else {
@@ -887,20 +919,33 @@ impl Partition {
         };
         let mut state = self.lock();
         state.producers.expire(wall_ms);
+        let Some(link) = &self.replica else {
+            return Ok(state.log.apply_retention_below(wall_ms, keep_from)?);
+        };
+        let Some(start) = state.log.retention_start(wall_ms, keep_from) else {
+            return Ok(0);
+        };
+        // Offset `o` is index `o + 1`, so the last offset deleted, `start - 1`, is index
+        // `start`. Its term is recorded before the deletion: after it, no batch carries it.
+        let index = LogIndex::try_from(start).expect("offsets are not negative");
+        let term = {
+            let groups = link.raft.lock();
+            groups
+                .get(link.group)
+                .and_then(|node| node.log().term_at(index))
+        };
+        let Some(term) = term else {
+            return Ok(0);
+        };
+        self.store_log_start(disk, index, term)?;
         let deleted = state.log.apply_retention_below(wall_ms, keep_from)?;
-        if let (Some(link), true) = (&self.replica, deleted > 0) {
-            // The core forgets the deleted entries too: a follower that needs them is sent the
-            // new log start instead. Offset `o` is index `o + 1`, so the last deleted offset
-            // `start - 1` is index `start`.
-            let start = state.log.log_start_offset();
-            let mut groups = link.raft.lock();
-            let now_ms = link.raft.now_ms();
-            if let Some(node) = groups.get_mut(link.group) {
-                node.compact(
-                    now_ms,
-                    LogIndex::try_from(start).expect("offsets are not negative"),
-                );
-            }
+        debug_assert_eq!(state.log.log_start_offset(), start);
+        // The core forgets the deleted entries too: a follower that needs them is sent the new
+        // log start instead.
+        let mut groups = link.raft.lock();
+        let now_ms = link.raft.now_ms();
+        if let Some(node) = groups.get_mut(link.group) {
+            node.compact(now_ms, index);
         }
         Ok(deleted)
     }
@@ -941,6 +986,34 @@ impl Partition {
 
 /// The replica's Raft hard state (term and vote), beside its segments.
 pub const HARD_STATE_FILE: &str = crate::log::recovery::RAFT_STATE_FILE_NAME;
+pub const LOG_START_FILE: &str = crate::log::recovery::LOG_START_FILE_NAME;
+
+/// The recorded log start and its term, if any.
+fn load_log_start(
+    disk: &dyn Disk,
+    directory: &std::path::Path,
+) -> Result<Option<(LogIndex, Term)>, PartitionError> {
+    let path = directory.join(LOG_START_FILE);
+    let bytes = match disk::read_whole(disk, &path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(PartitionError::Offline(format!(
+                "reading {}: {error}",
+                path.display()
+            )))
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        index: LogIndex,
+        term: Term,
+    }
+    let stored: Stored = serde_json::from_slice(&bytes).map_err(|error| {
+        PartitionError::Replication(format!("{} is corrupt: {error}", path.display()))
+    })?;
+    Ok(Some((stored.index, stored.term)))
+}
 
 fn load_hard_state(
     disk: &dyn Disk,

@@ -22,6 +22,10 @@ fn seams(disk: &SimDisk) -> Seams {
 }
 
 fn open(disk: &SimDisk) -> Arc<Partition> {
+    open_with(disk, LogConfig::default())
+}
+
+fn open_with(disk: &SimDisk, log_config: LogConfig) -> Arc<Partition> {
     let seams = seams(disk);
     let mut groups = GroupSet::new(1);
     groups.insert(
@@ -37,7 +41,7 @@ fn open(disk: &SimDisk) -> Arc<Partition> {
         "t",
         0,
         "/data/t-0.g7".into(),
-        LogConfig::default(),
+        log_config,
         FlushPolicy::Sync,
         Arc::new(Notify::new()),
         Some(link),
@@ -235,4 +239,81 @@ fn only_the_leader_answers_a_retried_batch() {
         partition.append_in_term(&held, &header, 0),
         Err(PartitionError::NotLeader { .. })
     ));
+}
+
+/// A log of term-1 batches (offsets 0..=30, the marker first) then term-2 batches (31..=60),
+/// in segments of about 1 KiB, with everything before offset `delete_before` deleted.
+fn trimmed_log(disk: &SimDisk, delete_before: i64) -> Arc<Partition> {
+    let config = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: 1,
+        ..LogConfig::default()
+    };
+    let partition = open_with(disk, config);
+    partition.write_leader_marker(1, 1, 0).unwrap();
+    let first: Vec<Vec<u8>> = (1..=30).map(|offset| leader_batch(offset, 1, 1)).collect();
+    partition
+        .write_replicated(&[&payload(&first)], EntrySpan::new(2, 31, 1), 0)
+        .unwrap();
+    partition.write_leader_marker(32, 2, 0).unwrap();
+    let second: Vec<Vec<u8>> = (32..=60).map(|offset| leader_batch(offset, 1, 2)).collect();
+    partition
+        .write_replicated(&[&payload(&second)], EntrySpan::new(33, 61, 2), 0)
+        .unwrap();
+    let mut state = partition.lock();
+    state.log.apply_retention_below(0, delete_before).unwrap();
+    drop(state);
+    partition
+}
+
+#[test]
+fn recovery_takes_the_log_starts_term_from_its_record() {
+    let disk = SimDisk::new();
+    let partition = trimmed_log(&disk, 45);
+    let start = partition.log_start_offset();
+    assert!(
+        start > 31 && start <= 45,
+        "the start {start} is among the term-2 batches"
+    );
+    // Without a record the first kept entry's term stands in.
+    let (_, terms) = partition.recover_raft_state(&disk).unwrap();
+    assert_eq!(terms.start(), (start as LogIndex, 2));
+    assert_eq!(terms.last_index(), 61);
+    // With one for this very start, its term is used.
+    partition
+        .store_log_start(&disk, start as LogIndex, 1)
+        .unwrap();
+    let (_, terms) = partition.recover_raft_state(&disk).unwrap();
+    assert_eq!(terms.start(), (start as LogIndex, 1));
+    // A record of another start (a crash between recording and deleting) is not used.
+    partition
+        .store_log_start(&disk, start as LogIndex + 1, 1)
+        .unwrap();
+    let (_, terms) = partition.recover_raft_state(&disk).unwrap();
+    assert_eq!(terms.start(), (start as LogIndex, 2));
+}
+
+#[tokio::test]
+async fn a_reset_log_starts_empty_at_the_leaders_start_and_survives_a_reopen() {
+    let disk = SimDisk::new();
+    let partition = trimmed_log(&disk, 0);
+    partition.reset_log(&disk, 80, 3, 0).await.unwrap();
+    assert_eq!(partition.log_start_offset(), 80);
+    assert_eq!(partition.log_end_offset(), 80);
+    let (_, terms) = partition.recover_raft_state(&disk).unwrap();
+    assert_eq!(
+        terms.start(),
+        (80, 3),
+        "nothing is kept: the record gives the term"
+    );
+    assert_eq!(terms.last_index(), 80);
+    // The next leader batch lands right after the start.
+    partition
+        .write_replicated(
+            &[&payload(&[leader_batch(80, 2, 3)])],
+            EntrySpan::new(81, 82, 3),
+            0,
+        )
+        .unwrap();
+    assert_eq!(partition.log_end_offset(), 82);
 }
