@@ -15,8 +15,8 @@
 //! - **Indexes agree with segments after recovery**: once per broker start, every batch found
 //!   by scanning the segments is found again through the offset index at the same offset.
 //!
-//! In a cluster (more than one broker), each partition is a Raft group with a replica on every
-//! broker, and the rules become:
+//! In a cluster (more than one broker), each partition is a Raft group over its replicas (on
+//! every broker, or on three of five), and the rules become:
 //!
 //! - **A replica's high watermark never goes backwards within one incarnation** of its
 //!   broker. A restarted replica relearns its commit index from the leader, so it starts

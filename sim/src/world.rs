@@ -41,7 +41,9 @@
 //! # Clusters
 //!
 //! A world of more than one broker runs them as one cluster (`controller.quorum.voters` lists
-//! every broker; every partition has a replica on every broker and is its own Raft group).
+//! every broker; topics get the default replication factor, so every partition has a replica
+//! on every broker of a three-broker world and on three of a five-broker one, and each
+//! partition is its own Raft group over its replicas).
 //! Besides the faults above, drawn per broker, a cluster world draws a timeline of its own:
 //!
 //! - **Leader crash** and **leader pause** (`leader-crash`, `leader-pause`): the target is
