@@ -1053,15 +1053,16 @@ impl RaftNode {
         entries: Option<EntrySpan>,
         leader_commit_index: LogIndex,
     ) {
-        let (start_index, _) = self.log.start();
-        let (previous_index, entries) = if previous_index <= start_index {
-            // Entries through the start are committed, so every leader holds them as they
-            // are here (whatever term either side has on record for the start itself, which a
-            // restart may only know approximately): only what lies beyond the start is new.
+        // Entries through the start, and through the commit index, are committed, so every
+        // leader holds them as they are here (whatever term either side has on record for
+        // the start itself, which a restart may only know approximately): only what lies
+        // beyond is new (etcd answers appends below its commit index the same way).
+        let matched_through = self.log.start().0.max(self.commit_index);
+        let (previous_index, entries) = if previous_index <= matched_through {
             let entries = entries
-                .filter(|span| span.last_index > start_index)
-                .map(|span| EntrySpan::new(start_index + 1, span.last_index, span.term));
-            (start_index, entries)
+                .filter(|span| span.last_index > matched_through)
+                .map(|span| EntrySpan::new(matched_through + 1, span.last_index, span.term));
+            (matched_through, entries)
         } else {
             if self.log.term_at(previous_index) != Some(previous_term) {
                 self.reject_append(from, previous_index, previous_term);
@@ -1167,9 +1168,9 @@ impl RaftNode {
     /// holds that very entry, else starting over (entries through it are committed, so the log
     /// never loses anything the group needs).
     fn handle_install_snapshot(&mut self, from: NodeId, last_index: LogIndex, last_term: Term) {
-        let (start_index, _) = self.log.start();
-        if last_index <= start_index || self.log.term_at(last_index) == Some(last_term) {
-            // Already held (or already compacted here): an empty append at that point.
+        let matched_through = self.log.start().0.max(self.commit_index);
+        if last_index <= matched_through || self.log.term_at(last_index) == Some(last_term) {
+            // Already held (committed, or compacted here): an empty append at that point.
             return self.handle_append(from, last_index, last_term, None, 0);
         }
         assert!(

@@ -956,6 +956,38 @@ fn a_follower_behind_the_leaders_log_start_starts_over_there() {
 }
 
 #[test]
+fn committed_entries_match_whatever_term_a_leader_has_on_record_for_them() {
+    // Log: 1..=3 in term 1, 4..=6 in term 2, all committed. A leader restarted between
+    // recording its log start and deleting up to it knows the start's term only approximately:
+    // its log start (5, term 3 on record) and appends after it must still be taken as matching.
+    let mut follower = restarted(2, 2, &[(1, 1), (2, 4)], 6);
+    follower.step(10, 1, append(3, (6, 2), None, 6, 9));
+    assert_eq!(follower.commit_index(), 6);
+    follower.take_commands();
+    follower.step(
+        20,
+        1,
+        Message::InstallSnapshot {
+            term: 3,
+            last_index: 5,
+            last_term: 3,
+            sent_ms: 19,
+        },
+    );
+    assert_eq!(follower.take_commands(), vec![send(1, accepted(3, 6, 19))]);
+    // An append whose previous entry is committed here matches too, and its new entries land.
+    follower.step(
+        30,
+        1,
+        append(3, (5, 3), Some(EntrySpan::new(6, 7, 3)), 6, 29),
+    );
+    let commands = follower.take_commands();
+    assert!(commands.contains(&persist_entries(7, 7, 3)), "{commands:?}");
+    assert_eq!(follower.log().term_at(6), Some(2), "committed entries stay");
+    assert_eq!(follower.log().term_at(7), Some(3));
+}
+
+#[test]
 fn a_follower_commits_only_what_it_verified_against_the_leader() {
     // Log: 1..=2 in term 1, 3..=5 in term 2; the term-3 leader holds other entries at 3..=4.
     let mut follower = restarted(2, 2, &[(1, 1), (2, 3)], 5);

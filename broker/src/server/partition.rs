@@ -922,6 +922,12 @@ impl Partition {
         let Some(link) = &self.replica else {
             return Ok(state.log.apply_retention_below(wall_ms, keep_from)?);
         };
+        // The core's own commit index bounds it too: a replica restarted after a replication
+        // error relearns its commit index while the high watermark stays where it was.
+        let core_committed_end = link.raft.lock().get(link.group).map_or(0, |node| {
+            i64::try_from(node.commit_index()).unwrap_or(i64::MAX)
+        });
+        let keep_from = keep_from.min(core_committed_end);
         let Some(start) = state.log.retention_start(wall_ms, keep_from) else {
             return Ok(0);
         };
