@@ -76,6 +76,20 @@ def read_all(cluster, topic, expected, partitions=PARTITIONS):
         reader.close()
 
 
+def assert_each_acknowledged_once_where_acknowledged(acknowledged, received):
+    """Every acknowledged value was read exactly once, at the (partition, offset) its
+    acknowledgement named."""
+    positions = {}
+    for message in received:
+        value = message.value().decode()
+        assert value not in positions, f"{value} read twice"
+        positions[value] = (message.partition(), message.offset())
+    missing = [value for value in acknowledged if value not in positions]
+    assert not missing, f"{len(missing)} acknowledged values lost, e.g. {missing[:5]}"
+    moved = [v for v, at in acknowledged.items() if positions[v] != at]
+    assert not moved, f"values read at other offsets than acknowledged, e.g. {moved[:5]}"
+
+
 def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_factory):
     cluster = cluster_factory(3)
     admin = clients.admin(cluster)
@@ -116,15 +130,7 @@ def test_three_brokers_fail_over_without_losing_acknowledged_writes(cluster_fact
     # Idempotence with acks=all: nothing fails for good, every value is acknowledged once.
     assert not producer.failed, f"failed deliveries: {list(producer.failed.items())[:5]}"
     received = read_all(cluster, "replicated", len(producer.acknowledged))
-    positions = {}
-    for message in received:
-        value = message.value().decode()
-        assert value not in positions, f"{value} read twice"
-        positions[value] = (message.partition(), message.offset())
-    missing = [value for value in producer.acknowledged if value not in positions]
-    assert not missing, f"{len(missing)} acknowledged values lost, e.g. {missing[:5]}"
-    moved = [v for v, at in producer.acknowledged.items() if positions[v] != at]
-    assert not moved, f"values read at other offsets than acknowledged, e.g. {moved[:5]}"
+    assert_each_acknowledged_once_where_acknowledged(producer.acknowledged, received)
 
     # The killed broker restarts and catches up. Then another broker is killed: the two left
     # (one of them the restarted one) must still hold every acknowledged value and accept

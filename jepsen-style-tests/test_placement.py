@@ -21,7 +21,12 @@ from confluent_kafka.admin import NewTopic
 import clients
 import kafka_wire
 from conftest import Cluster
-from test_cluster import FAILOVER_TIMEOUT_S, read_all, wait_until
+from test_cluster import (
+    FAILOVER_TIMEOUT_S,
+    assert_each_acknowledged_once_where_acknowledged,
+    read_all,
+    wait_until,
+)
 
 BROKERS = 5
 PARTITIONS = 10
@@ -116,12 +121,4 @@ def test_three_replicas_on_five_brokers(cluster_factory):
 
     assert not producer.failed, f"failed deliveries: {list(producer.failed.items())[:5]}"
     received = read_all(survivors, "placed", len(producer.acknowledged), partitions=PARTITIONS)
-    positions = {}
-    for message in received:
-        value = message.value().decode()
-        assert value not in positions, f"{value} read twice"
-        positions[value] = (message.partition(), message.offset())
-    missing = [value for value in producer.acknowledged if value not in positions]
-    assert not missing, f"{len(missing)} acknowledged values lost, e.g. {missing[:5]}"
-    moved = [v for v, at in producer.acknowledged.items() if positions[v] != at]
-    assert not moved, f"values read at other offsets than acknowledged, e.g. {moved[:5]}"
+    assert_each_acknowledged_once_where_acknowledged(producer.acknowledged, received)

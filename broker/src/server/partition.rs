@@ -23,7 +23,8 @@ use super::broker::Seams;
 use crate::cluster::RaftSet;
 use crate::config::FlushPolicy;
 use crate::consensus::{
-    EntrySpan, GroupId, HardState, LogIndex, LogTerms, NodeId, ProposeError, Term, TermRun,
+    EntrySpan, GroupId, HardState, LogIndex, LogTerms, NodeId, ProposeError, RaftNode, Term,
+    TermRun,
 };
 use crate::io::{disk, tasks, Clock, Disk};
 use crate::log::{record_batch, AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
@@ -278,20 +279,7 @@ impl Partition {
         }
         let leader_term = match &self.replica {
             None => None,
-            Some(link) => {
-                let groups = link.raft.lock();
-                let node = groups
-                    .get(link.group)
-                    .ok_or(PartitionError::NotLeader { leader: None })?;
-                if !node.is_leader() || state.writable_term != Some(node.term()) {
-                    return Err(PartitionError::NotLeader {
-                        leader: node
-                            .leader()
-                            .filter(|leader| !node.is_leader() || *leader != node.node_id()),
-                    });
-                }
-                Some(node.term())
-            }
+            Some(link) => Some(writable_term(&state, link.raft.lock().get(link.group))?),
         };
         let idempotent = header.producer_id >= 0;
         if idempotent {
@@ -333,16 +321,10 @@ impl Partition {
                 let span = {
                     let mut groups = link.raft.lock();
                     let now_ms = link.raft.now_ms();
+                    writable_term(&state, groups.get(link.group))?;
                     let node = groups
                         .get_mut(link.group)
                         .ok_or(PartitionError::NotLeader { leader: None })?;
-                    if !node.is_leader() || state.writable_term != Some(node.term()) {
-                        return Err(PartitionError::NotLeader {
-                            leader: node
-                                .leader()
-                                .filter(|leader| !node.is_leader() || *leader != node.node_id()),
-                        });
-                    }
                     let count = u64::try_from(header.last_offset_delta).unwrap_or(0) + 1;
                     node.propose(now_ms, count).map_err(|error| match error {
                         ProposeError::NotLeader { leader } => PartitionError::NotLeader { leader },
@@ -1050,6 +1032,20 @@ fn load_hard_state(
         term: stored.term,
         voted_for: stored.voted_for,
     })
+}
+
+/// The term a replica accepts produce requests in: it leads, and its leader marker of that
+/// term is in the log. NOT_LEADER_OR_FOLLOWER otherwise, naming the leader if known.
+fn writable_term(state: &PartitionState, node: Option<&RaftNode>) -> Result<Term, PartitionError> {
+    let node = node.ok_or(PartitionError::NotLeader { leader: None })?;
+    if !node.is_leader() || state.writable_term != Some(node.term()) {
+        return Err(PartitionError::NotLeader {
+            leader: node
+                .leader()
+                .filter(|leader| !node.is_leader() || *leader != node.node_id()),
+        });
+    }
+    Ok(node.term())
 }
 
 /// Kafka offset `o` is Raft index `o + 1`.
