@@ -976,13 +976,12 @@ impl Partition {
 pub const HARD_STATE_FILE: &str = crate::log::recovery::RAFT_STATE_FILE_NAME;
 pub const LOG_START_FILE: &str = crate::log::recovery::LOG_START_FILE_NAME;
 
-/// The recorded log start and its term, if any.
-fn load_log_start(
+/// A small JSON state file beside a replica's log; `None` if it was never written.
+fn load_state_file<T: serde::de::DeserializeOwned>(
     disk: &dyn Disk,
-    directory: &std::path::Path,
-) -> Result<Option<(LogIndex, Term)>, PartitionError> {
-    let path = directory.join(LOG_START_FILE);
-    let bytes = match disk::read_whole(disk, &path) {
+    path: &std::path::Path,
+) -> Result<Option<T>, PartitionError> {
+    let bytes = match disk::read_whole(disk, path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => {
@@ -992,46 +991,39 @@ fn load_log_start(
             )))
         }
     };
+    serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+        PartitionError::Replication(format!("{} is corrupt: {error}", path.display()))
+    })
+}
+
+/// The recorded log start and its term, if any.
+fn load_log_start(
+    disk: &dyn Disk,
+    directory: &std::path::Path,
+) -> Result<Option<(LogIndex, Term)>, PartitionError> {
     #[derive(serde::Deserialize)]
     struct Stored {
         index: LogIndex,
         term: Term,
     }
-    let stored: Stored = serde_json::from_slice(&bytes).map_err(|error| {
-        PartitionError::Replication(format!("{} is corrupt: {error}", path.display()))
-    })?;
-    Ok(Some((stored.index, stored.term)))
+    let stored: Option<Stored> = load_state_file(disk, &directory.join(LOG_START_FILE))?;
+    Ok(stored.map(|stored| (stored.index, stored.term)))
 }
 
 fn load_hard_state(
     disk: &dyn Disk,
     directory: &std::path::Path,
 ) -> Result<HardState, PartitionError> {
-    let path = directory.join(HARD_STATE_FILE);
-    let bytes = match disk::read_whole(disk, &path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(HardState::default())
-        }
-        Err(error) => {
-            return Err(PartitionError::Offline(format!(
-                "reading {}: {error}",
-                path.display()
-            )))
-        }
-    };
     #[derive(serde::Deserialize)]
     struct Stored {
         term: u64,
         voted_for: Option<u64>,
     }
-    let stored: Stored = serde_json::from_slice(&bytes).map_err(|error| {
-        PartitionError::Replication(format!("{} is corrupt: {error}", path.display()))
-    })?;
-    Ok(HardState {
+    let stored: Option<Stored> = load_state_file(disk, &directory.join(HARD_STATE_FILE))?;
+    Ok(stored.map_or_else(HardState::default, |stored| HardState {
         term: stored.term,
         voted_for: stored.voted_for,
-    })
+    }))
 }
 
 /// The term a replica accepts produce requests in: it leads, and its leader marker of that
