@@ -1,0 +1,302 @@
+/*
+ * paced_latency: a librdkafka producer that sends at a fixed rate without occupying a core,
+ * and records each message's produce-to-acknowledgement latency and, optionally, its
+ * end-to-end latency (producer to a consumer in the same process).
+ *
+ * Why not rdkafka_performance -r: its pacer waits between messages by polling with a zero
+ * timeout in a loop, so at any rate above 1000 msgs/s it spins one core at 100%. On a 2-core
+ * machine that leaves the broker, librdkafka's own threads and the fsync thread one core to
+ * share, and its latency figures measure that contention more than the broker. This pacer
+ * sends in 1 ms ticks: each tick it produces every message due by then and then waits for
+ * the next tick inside rd_kafka_poll, which serves delivery reports meanwhile.
+ *
+ * usage: paced_latency -b BOOTSTRAP -t TOPIC -r RATE -d SECONDS [-s BYTES] [-a ACKS]
+ *                      [-X key=value]... [-A ack-latency-file] [-E end-to-end-latency-file]
+ *
+ * The files get one latency per line, in microseconds, in the order the messages were
+ * acknowledged or consumed. The last line on stdout is a summary:
+ *   sent N acknowledged N failed N consumed N seconds S
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rdkafka.h"
+
+/* One message's payload starts with this tag and its send time, so the consumer can tell
+ * the messages of this run from anything else in the partition. */
+#define STAMP_TAG 0x736b696666706c31ULL /* "skiffpl1" */
+#define STAMP_BYTES 16
+/* Upper bound on recorded samples per file: keeps memory bounded whatever the arguments. */
+#define SAMPLES_MAX (64u * 1024u * 1024u)
+/* Length of one pacing tick. */
+#define TICK_NS 1000000LL
+/* How long to wait for outstanding acknowledgements, and for the consumer to catch up. */
+#define DRAIN_TIMEOUT_MS 30000
+#define CONSUMER_CATCH_UP_NS (10LL * 1000000000LL)
+#define CONFIG_ENTRIES_MAX 32
+
+struct samples {
+        uint32_t *values;
+        uint64_t count;
+};
+
+static volatile sig_atomic_t interrupted = 0;
+static struct samples ack_samples, e2e_samples;
+static uint64_t acknowledged = 0, failed = 0;
+static uint64_t consumed = 0; /* written by the consumer thread: atomics */
+static int consumer_stop = 0; /* atomics */
+
+static int64_t monotonic_ns(void) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static void die(const char *what, const char *detail) {
+        fprintf(stderr, "paced_latency: %s: %s\n", what, detail);
+        exit(1);
+}
+
+static void on_interrupt(int signal_number) {
+        (void)signal_number;
+        interrupted = 1;
+}
+
+static void samples_init(struct samples *samples, uint64_t expected) {
+        uint64_t capacity = expected < SAMPLES_MAX ? expected : SAMPLES_MAX;
+        samples->values   = calloc(capacity + 1, sizeof(uint32_t));
+        samples->count    = 0;
+        if (!samples->values)
+                die("out of memory", "sample buffer");
+}
+
+static void samples_add(struct samples *samples, uint64_t capacity, int64_t latency_ns) {
+        if (samples->count >= capacity)
+                return;
+        int64_t micros = latency_ns / 1000;
+        samples->values[samples->count++] =
+            micros < 0 ? 0 : (micros > UINT32_MAX ? UINT32_MAX : (uint32_t)micros);
+}
+
+static void samples_write(const struct samples *samples, const char *path) {
+        FILE *file = fopen(path, "w");
+        if (!file)
+                die(path, strerror(errno));
+        for (uint64_t i = 0; i < samples->count; i++)
+                fprintf(file, "%" PRIu32 "\n", samples->values[i]);
+        if (fclose(file) != 0)
+                die(path, strerror(errno));
+}
+
+static uint64_t sample_capacity = 0;
+
+/* Runs inside rd_kafka_poll on the main thread: the opaque is the message's send time. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque) {
+        (void)rk;
+        (void)opaque;
+        if (message->err) {
+                failed++;
+                return;
+        }
+        acknowledged++;
+        samples_add(&ack_samples, sample_capacity,
+                    monotonic_ns() - (int64_t)(intptr_t)message->_private);
+}
+
+static void apply_config(rd_kafka_conf_t *conf, const char *key, const char *value) {
+        char error[512];
+        if (rd_kafka_conf_set(conf, key, value, error, sizeof(error)) != RD_KAFKA_CONF_OK)
+                die(key, error);
+}
+
+struct consumer_args {
+        rd_kafka_topic_t *topic;
+};
+
+/* Called for each consumed message: the payload holds the send time. */
+static void on_message(rd_kafka_message_t *message, void *opaque) {
+        (void)opaque;
+        if (message->err || message->len < STAMP_BYTES)
+                return;
+        uint64_t tag;
+        int64_t sent;
+        memcpy(&tag, message->payload, sizeof(tag));
+        memcpy(&sent, (char *)message->payload + sizeof(tag), sizeof(sent));
+        if (tag != STAMP_TAG)
+                return;
+        samples_add(&e2e_samples, sample_capacity, monotonic_ns() - sent);
+        __atomic_add_fetch(&consumed, 1, __ATOMIC_RELEASE);
+}
+
+/* The consumer thread: librdkafka's simple (callback) consumer, its cheapest path per
+ * message, so that the consumer keeps up with the producer on a small machine. */
+static void *consume(void *raw) {
+        struct consumer_args *args = raw;
+        while (!__atomic_load_n(&consumer_stop, __ATOMIC_ACQUIRE))
+                rd_kafka_consume_callback(args->topic, 0, 100, on_message, NULL);
+        return NULL;
+}
+
+int main(int argc, char **argv) {
+        const char *bootstrap = NULL, *topic = NULL, *ack_path = NULL, *e2e_path = NULL;
+        const char *acks = "-1";
+        double rate = 0, seconds = 0;
+        size_t size = 100;
+        const char *config_keys[CONFIG_ENTRIES_MAX], *config_values[CONFIG_ENTRIES_MAX];
+        int config_count = 0, option;
+        char error[512];
+
+        while ((option = getopt(argc, argv, "b:t:r:d:s:a:X:A:E:")) != -1) {
+                switch (option) {
+                case 'b': bootstrap = optarg; break;
+                case 't': topic = optarg; break;
+                case 'r': rate = strtod(optarg, NULL); break;
+                case 'd': seconds = strtod(optarg, NULL); break;
+                case 's': size = (size_t)strtoul(optarg, NULL, 10); break;
+                case 'a': acks = optarg; break;
+                case 'A': ack_path = optarg; break;
+                case 'E': e2e_path = optarg; break;
+                case 'X': {
+                        char *equals = strchr(optarg, '=');
+                        if (!equals || config_count == CONFIG_ENTRIES_MAX)
+                                die("-X", "expected key=value (at most 32 of them)");
+                        *equals                       = '\0';
+                        config_keys[config_count]     = optarg;
+                        config_values[config_count++] = equals + 1;
+                        break;
+                }
+                default:
+                        fprintf(stderr, "usage: %s -b BOOTSTRAP -t TOPIC -r RATE -d SECONDS "
+                                        "[-s BYTES] [-a ACKS] [-X key=value]... [-A FILE] [-E FILE]\n",
+                                argv[0]);
+                        return 2;
+                }
+        }
+        if (!bootstrap || !topic || rate <= 0 || seconds <= 0)
+                die("arguments", "-b, -t, -r > 0 and -d > 0 are required");
+        if (size < STAMP_BYTES)
+                size = STAMP_BYTES;
+        signal(SIGINT, on_interrupt);
+        signal(SIGTERM, on_interrupt);
+
+        sample_capacity = (uint64_t)(rate * seconds) + 1;
+        if (sample_capacity > SAMPLES_MAX)
+                sample_capacity = SAMPLES_MAX;
+        samples_init(&ack_samples, sample_capacity);
+        samples_init(&e2e_samples, sample_capacity);
+
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        apply_config(conf, "bootstrap.servers", bootstrap);
+        apply_config(conf, "acks", acks);
+        for (int i = 0; i < config_count; i++)
+                apply_config(conf, config_keys[i], config_values[i]);
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error));
+        if (!producer)
+                die("producer", error);
+
+        /* The consumer starts at the partition's current end, read before anything is sent,
+         * so it sees every message of this run. */
+        rd_kafka_t *consumer = NULL;
+        rd_kafka_topic_t *consumer_topic = NULL;
+        pthread_t consumer_thread;
+        struct consumer_args consumer_args;
+        if (e2e_path) {
+                rd_kafka_conf_t *cconf = rd_kafka_conf_new();
+                apply_config(cconf, "bootstrap.servers", bootstrap);
+                consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, error, sizeof(error));
+                if (!consumer)
+                        die("consumer", error);
+                int64_t low, high;
+                rd_kafka_resp_err_t err =
+                    rd_kafka_query_watermark_offsets(consumer, topic, 0, &low, &high, 10000);
+                if (err)
+                        die("watermarks", rd_kafka_err2str(err));
+                consumer_topic = rd_kafka_topic_new(consumer, topic, NULL);
+                if (rd_kafka_consume_start(consumer_topic, 0, high) == -1)
+                        die("consume start", rd_kafka_err2str(rd_kafka_last_error()));
+                consumer_args.topic = consumer_topic;
+                if (pthread_create(&consumer_thread, NULL, consume, &consumer_args) != 0)
+                        die("consumer thread", strerror(errno));
+        }
+
+        char *payload = calloc(1, size);
+        if (!payload)
+                die("out of memory", "payload");
+        uint64_t tag = STAMP_TAG;
+        memcpy(payload, &tag, sizeof(tag));
+
+        /* One message first, acknowledged before the clock starts: connection set-up and
+         * metadata are not part of the measurement. */
+        if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                              RD_KAFKA_V_VALUE("warm-up", 7), RD_KAFKA_V_OPAQUE((void *)0),
+                              RD_KAFKA_V_END))
+                die("produce", "warm-up message refused");
+        rd_kafka_flush(producer, DRAIN_TIMEOUT_MS);
+        acknowledged = failed = 0;
+        ack_samples.count = 0;
+
+        uint64_t sent = 0, backpressure = 0;
+        const int64_t start = monotonic_ns();
+        const int64_t end   = start + (int64_t)(seconds * 1e9);
+        int64_t now         = start;
+        while (!interrupted && now < end) {
+                uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+                while (sent < due && !interrupted) {
+                        int64_t stamp = monotonic_ns();
+                        memcpy(payload + sizeof(tag), &stamp, sizeof(stamp));
+                        rd_kafka_resp_err_t err = rd_kafka_producev(
+                            producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                            RD_KAFKA_V_VALUE(payload, size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_OPAQUE((void *)(intptr_t)stamp), RD_KAFKA_V_END);
+                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                /* The client's queue is full: the broker is not keeping up
+                                 * with this rate. Wait for acknowledgements, then retry. */
+                                backpressure++;
+                                rd_kafka_poll(producer, 1);
+                                continue;
+                        }
+                        if (err)
+                                die("produce", rd_kafka_err2str(err));
+                        sent++;
+                }
+                rd_kafka_poll(producer, 0);
+                now                = monotonic_ns();
+                int64_t next_tick  = start + ((now - start) / TICK_NS + 1) * TICK_NS;
+                int wait_ms        = (int)((next_tick - now + 999999) / 1000000);
+                rd_kafka_poll(producer, wait_ms);
+                now = monotonic_ns();
+        }
+        const double elapsed = (double)(monotonic_ns() - start) / 1e9;
+        rd_kafka_flush(producer, DRAIN_TIMEOUT_MS);
+
+        if (consumer) {
+                const int64_t deadline = monotonic_ns() + CONSUMER_CATCH_UP_NS;
+                while (__atomic_load_n(&consumed, __ATOMIC_ACQUIRE) < acknowledged && monotonic_ns() < deadline)
+                        usleep(10000);
+                __atomic_store_n(&consumer_stop, 1, __ATOMIC_RELEASE);
+                pthread_join(consumer_thread, NULL);
+                rd_kafka_consume_stop(consumer_topic, 0);
+                rd_kafka_topic_destroy(consumer_topic);
+                rd_kafka_destroy(consumer);
+                samples_write(&e2e_samples, e2e_path);
+        }
+        if (ack_path)
+                samples_write(&ack_samples, ack_path);
+        rd_kafka_destroy(producer);
+        if (backpressure)
+                fprintf(stderr, "paced_latency: the producer's queue was full %" PRIu64 " times\n",
+                        backpressure);
+        printf("sent %" PRIu64 " acknowledged %" PRIu64 " failed %" PRIu64 " consumed %" PRIu64
+               " seconds %.3f\n",
+               sent, acknowledged, failed, (uint64_t)consumed, elapsed);
+        return failed ? 1 : 0;
+}
