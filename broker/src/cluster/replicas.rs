@@ -160,7 +160,7 @@ fn apply_record(
         MetadataChange::TopicGrew { name, first_new } => {
             let image = cluster.image();
             let topic = &image.topics[&name];
-            let log_config = log_config_for_topic(&broker.config.log, &topic.configs)
+            let log_config = log_config_for_topic(&broker.log_defaults(&name), &topic.configs)
                 .map_err(|error| format!("topic {name}: {error}"))?;
             let mut partitions: Vec<Option<Arc<Partition>>> = broker
                 .topic(&name)

@@ -74,6 +74,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets`, small enough that
+    /// superseded offsets are deleted long before the log grows large.
+    pub offsets_segment_bytes: u64,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
@@ -105,6 +108,8 @@ pub const QUORUM_VOTERS_MAX: usize = 7;
 /// per broker in a smaller cluster): Kafka's recommended production setting, which survives
 /// the loss of any one broker with acks=all.
 pub const DEFAULT_REPLICATION_FACTOR_MAX: usize = 3;
+/// Kafka's default `offsets.topic.segment.bytes` (100 MiB).
+pub const OFFSETS_SEGMENT_BYTES_DEFAULT: u64 = 100 * 1024 * 1024;
 /// Node ids of cluster members are below this (producer ids are spread by node id).
 pub const CLUSTER_NODE_ID_LIMIT: i32 = 1024;
 
@@ -123,6 +128,7 @@ impl Default for BrokerConfig {
             flush_policy: FlushPolicy::Sync,
             log: LogConfig::default(),
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            offsets_segment_bytes: OFFSETS_SEGMENT_BYTES_DEFAULT,
             group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
             group_session_timeout_ms_min: 6_000,
             group_session_timeout_ms_max: 1_800_000,
@@ -176,6 +182,19 @@ where
         return Err(invalid(name, value, "must be greater than zero"));
     }
     Ok(parsed)
+}
+
+/// A segment size: at least [`SEGMENT_BYTES_MIN`].
+fn parse_segment_bytes(name: &str, value: &str) -> Result<u64, ConfigError> {
+    let bytes: u64 = parse_positive(name, value)?;
+    if bytes < SEGMENT_BYTES_MIN {
+        return Err(invalid(
+            name,
+            value,
+            format!("must be at least {}", SEGMENT_BYTES_MIN),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
@@ -315,16 +334,9 @@ impl BrokerConfig {
                 }
                 "log.flush.policy" => flush_policy_name = value.trim().to_string(),
                 "log.flush.interval.ms" => flush_interval_ms = parse_positive(name, value)?,
-                "log.segment.bytes" => {
-                    let bytes: u64 = parse_positive(name, value)?;
-                    if bytes < SEGMENT_BYTES_MIN {
-                        return Err(invalid(
-                            name,
-                            value,
-                            format!("must be at least {}", SEGMENT_BYTES_MIN),
-                        ));
-                    }
-                    config.log.segment_bytes = bytes;
+                "log.segment.bytes" => config.log.segment_bytes = parse_segment_bytes(name, value)?,
+                "offsets.topic.segment.bytes" => {
+                    config.offsets_segment_bytes = parse_segment_bytes(name, value)?
                 }
                 "log.roll.ms" => config.log.segment_ms = parse_positive(name, value)?,
                 "log.roll.hours" => {
@@ -471,6 +483,10 @@ impl BrokerConfig {
             (
                 "log.retention.check.interval.ms",
                 self.retention_check_interval_ms.to_string(),
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                self.offsets_segment_bytes.to_string(),
             ),
             (
                 "group.initial.rebalance.delay.ms",

@@ -790,6 +790,11 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset as a commit record: a snapshot for the offsets log.
+    pub fn offsets_snapshot(&self) -> Vec<OffsetRecord> {
+        self.offsets.snapshot()
+    }
+
     /// Replays the offsets log at start-up, oldest first.
     pub fn load_offset_records(&mut self, records: impl IntoIterator<Item = OffsetRecord>) {
         for record in records {

@@ -8,10 +8,16 @@
 //! All integers are big-endian. Strings are a `u16` byte length then UTF-8 bytes.
 //!
 //! ```text
-//! key   = format_version:u8 (0) | kind:u8 | group_id:string | [commit only] topic:string partition:i32
-//!         kind 0 = offset commit, kind 1 = group tombstone
+//! key   = format_version:u8 (0) | kind:u8 | [commit, tombstone] group_id:string
+//!         | [commit only] topic:string partition:i32
+//!         kind 0 = offset commit, kind 1 = group tombstone, kind 2 = snapshot complete
 //! value = format_version:u8 (0) | [commit only] offset:i64 leader_epoch:i32 metadata:string
+//!         | [snapshot complete only] start_offset:i64
 //! ```
+//!
+//! A snapshot is every committed offset, written as commits from `start_offset` on and closed
+//! by a snapshot-complete record: the log from `start_offset` replays to the same offsets as
+//! the whole log, so everything before it may be deleted (see `server::offsets_cleanup`).
 //!
 //! Decoding never panics: any malformed input is an `OffsetRecordError`.
 
@@ -25,6 +31,7 @@ pub const OFFSET_RECORD_FORMAT_VERSION: u8 = 0;
 
 const KIND_OFFSET_COMMIT: u8 = 0;
 const KIND_GROUP_TOMBSTONE: u8 = 1;
+const KIND_SNAPSHOT_COMPLETE: u8 = 2;
 
 const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
@@ -44,6 +51,9 @@ pub enum OffsetRecord {
     },
     /// The group was deleted: forget all of its offsets.
     GroupTombstone { group_id: String },
+    /// The records from `start_offset` up to this one hold every committed offset there was
+    /// when they were written. Replay ignores it; cleanup of the offsets log looks for it.
+    SnapshotComplete { start_offset: i64 },
 }
 
 /// Why bytes read back from the offsets log are not a valid record.
@@ -66,14 +76,6 @@ pub enum OffsetRecordError {
 }
 
 impl OffsetRecord {
-    pub fn group_id(&self) -> &str {
-        match self {
-            OffsetRecord::Commit { group_id, .. } | OffsetRecord::GroupTombstone { group_id } => {
-                group_id
-            }
-        }
-    }
-
     /// Encodes as (key bytes, value bytes). Panics if a field exceeds its bound: records
     /// are built by the coordinator, which validated them.
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
@@ -101,6 +103,10 @@ impl OffsetRecord {
                 key.push(KIND_GROUP_TOMBSTONE);
                 put_string(&mut key, group_id, GROUP_ID_BYTES_MAX);
             }
+            OffsetRecord::SnapshotComplete { start_offset } => {
+                key.push(KIND_SNAPSHOT_COMPLETE);
+                value.extend_from_slice(&start_offset.to_be_bytes());
+            }
         }
         // Check the data after writing it as well as before.
         debug_assert_eq!(Self::decode(&key, &value).as_ref(), Ok(self));
@@ -117,9 +123,9 @@ impl OffsetRecord {
             }
         }
         let kind = key.u8()?;
-        let group_id = key.string(GROUP_ID_BYTES_MAX)?;
         let record = match kind {
             KIND_OFFSET_COMMIT => {
+                let group_id = key.string(GROUP_ID_BYTES_MAX)?;
                 let topic = key.string(TOPIC_NAME_BYTES_MAX)?;
                 let partition = key.i32()?;
                 if partition < 0 {
@@ -134,7 +140,12 @@ impl OffsetRecord {
                     metadata: value.string(OFFSET_METADATA_BYTES_MAX)?,
                 }
             }
-            KIND_GROUP_TOMBSTONE => OffsetRecord::GroupTombstone { group_id },
+            KIND_GROUP_TOMBSTONE => OffsetRecord::GroupTombstone {
+                group_id: key.string(GROUP_ID_BYTES_MAX)?,
+            },
+            KIND_SNAPSHOT_COMPLETE => OffsetRecord::SnapshotComplete {
+                start_offset: value.i64()?,
+            },
             other => return Err(OffsetRecordError::UnknownKind(other)),
         };
         key.finish()?;
@@ -230,7 +241,8 @@ mod tests {
             group_id: "payments".to_owned(),
         };
         let mut text = String::new();
-        for record in [commit(), tombstone] {
+        let snapshot = OffsetRecord::SnapshotComplete { start_offset: 4321 };
+        for record in [commit(), tombstone, snapshot] {
             let (key, value) = record.encode();
             text.push_str(&format!(
                 "{record:?}\nkey   {}\nvalue {}\n",
@@ -287,12 +299,12 @@ mod tests {
             offset in any::<i64>(),
             leader_epoch in any::<i32>(),
             metadata in ".{0,50}",
-            tombstone in any::<bool>(),
+            kind in 0u8..3,
         ) {
-            let record = if tombstone {
-                OffsetRecord::GroupTombstone { group_id }
-            } else {
-                OffsetRecord::Commit { group_id, topic, partition, offset, leader_epoch, metadata }
+            let record = match kind {
+                0 => OffsetRecord::GroupTombstone { group_id },
+                1 => OffsetRecord::SnapshotComplete { start_offset: offset },
+                _ => OffsetRecord::Commit { group_id, topic, partition, offset, leader_epoch, metadata },
             };
             let (key, value) = record.encode();
             prop_assert_eq!(OffsetRecord::decode(&key, &value), Ok(record));

@@ -43,7 +43,29 @@ impl OffsetStore {
             OffsetRecord::GroupTombstone { group_id } => {
                 self.groups.remove(group_id);
             }
+            // Marks where a snapshot ends; the snapshot's commits have been applied already.
+            OffsetRecord::SnapshotComplete { .. } => {}
         }
+    }
+
+    /// Every committed offset as a commit record, in group, topic and partition order:
+    /// replaying them into an empty store gives this store.
+    pub fn snapshot(&self) -> Vec<OffsetRecord> {
+        self.groups
+            .iter()
+            .flat_map(|(group_id, partitions)| {
+                partitions
+                    .iter()
+                    .map(|((topic, partition), committed)| OffsetRecord::Commit {
+                        group_id: group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: committed.offset,
+                        leader_epoch: committed.leader_epoch,
+                        metadata: committed.metadata.clone(),
+                    })
+            })
+            .collect()
     }
 
     pub fn has_group(&self, group_id: &str) -> bool {
@@ -66,5 +88,91 @@ impl OffsetStore {
 
     pub fn group_ids(&self) -> impl Iterator<Item = &String> {
         self.groups.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step of a history of the offsets log.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Commit {
+            group: u8,
+            partition: u8,
+            offset: i64,
+        },
+        DeleteGroup {
+            group: u8,
+        },
+        /// The coordinator writes a snapshot of what it has (its store is the log's state).
+        Snapshot,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0u8..4, 0u8..3, 0i64..1_000)
+                .prop_map(|(group, partition, offset)| Step::Commit { group, partition, offset }),
+            1 => (0u8..4).prop_map(|group| Step::DeleteGroup { group }),
+            1 => Just(Step::Snapshot),
+        ]
+    }
+
+    fn replay<'a>(records: impl IntoIterator<Item = &'a OffsetRecord>) -> OffsetStore {
+        let mut store = OffsetStore::default();
+        for record in records {
+            store.apply(record);
+        }
+        store
+    }
+
+    proptest! {
+        /// Cleanup keeps the log from a snapshot's start on: whatever was written before and
+        /// after, replaying from there gives the offsets that replaying everything gives.
+        #[test]
+        fn replaying_from_the_latest_snapshot_equals_replaying_everything(
+            steps in proptest::collection::vec(step(), 0..120),
+        ) {
+            let mut log: Vec<OffsetRecord> = Vec::new();
+            let mut coordinator = OffsetStore::default();
+            let mut latest_start = None;
+            for step in steps {
+                let written = match step {
+                    Step::Commit { group, partition, offset } => vec![OffsetRecord::Commit {
+                        group_id: format!("group-{group}"),
+                        topic: "orders".to_owned(),
+                        partition: i32::from(partition),
+                        offset,
+                        leader_epoch: 0,
+                        metadata: String::new(),
+                    }],
+                    Step::DeleteGroup { group } => vec![OffsetRecord::GroupTombstone {
+                        group_id: format!("group-{group}"),
+                    }],
+                    Step::Snapshot => {
+                        let start_offset = log.len() as i64;
+                        let mut records = coordinator.snapshot();
+                        records.push(OffsetRecord::SnapshotComplete { start_offset });
+                        latest_start = Some(start_offset as usize);
+                        records
+                    }
+                };
+                for record in written {
+                    coordinator.apply(&record);
+                    log.push(record);
+                }
+            }
+            let everything = replay(&log);
+            prop_assert_eq!(&everything, &coordinator);
+            if let Some(start) = latest_start {
+                // Any cut at or below the start is allowed (segments end where they end).
+                for cut in [start, start / 2, 0] {
+                    prop_assert_eq!(&replay(&log[cut..]), &everything, "cut at {}", cut);
+                }
+            }
+            prop_assert_eq!(&replay(&coordinator.snapshot()), &coordinator);
+        }
     }
 }

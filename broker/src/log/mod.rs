@@ -43,7 +43,7 @@ mod partition_log_tests;
 
 pub use config::LogConfig;
 pub use error::{BatchError, LogError};
-pub use partition_log::{AppendInfo, PartitionLog, SyncPlan};
+pub use partition_log::{AppendInfo, Cleanup, PartitionLog, SyncPlan};
 pub use record_batch::{
     encode_batch, set_base_offset, set_partition_leader_epoch, split_batches, validate,
     RecordBatchHeader,

@@ -73,6 +73,17 @@ impl SyncPlan {
     }
 }
 
+/// Which sealed segments a cleanup pass may delete (always oldest first, never the active
+/// segment, and never past the caller's bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Those past `retention.ms` or `retention.bytes` at `wall_ms`.
+    Retention { wall_ms: i64 },
+    /// Every one below the bound, whatever its age: its contents are superseded by later
+    /// entries (the offsets log, below its latest complete snapshot).
+    Superseded,
+}
+
 /// The log of one partition: a sequence of segments with dense offsets from
 /// `log_start_offset` to `log_end_offset`, the last segment active.
 pub struct PartitionLog {
@@ -484,33 +495,57 @@ impl PartitionLog {
         wall_ms: i64,
         keep_from: i64,
     ) -> Result<usize, LogError> {
-        let count = self.retention_cut(wall_ms, keep_from);
+        self.apply_cleanup(Cleanup::Retention { wall_ms }, keep_from)
+    }
+
+    /// Deletes the oldest sealed segments that `cleanup` allows, ending at or below `keep_from`.
+    pub fn apply_cleanup(&mut self, cleanup: Cleanup, keep_from: i64) -> Result<usize, LogError> {
+        let count = self.cleanup_cut(cleanup, keep_from);
         self.delete_oldest_segments(count)
     }
 
     /// The log start retention would leave (`apply_retention_below` with the same arguments),
     /// if it would delete anything: a replica records it before the deletion.
     pub fn retention_start(&self, wall_ms: i64, keep_from: i64) -> Option<i64> {
-        let count = self.retention_cut(wall_ms, keep_from);
+        self.cleanup_start(Cleanup::Retention { wall_ms }, keep_from)
+    }
+
+    /// The log start `apply_cleanup` would leave with the same arguments, if it would delete
+    /// anything.
+    pub fn cleanup_start(&self, cleanup: Cleanup, keep_from: i64) -> Option<i64> {
+        let count = self.cleanup_cut(cleanup, keep_from);
         (count > 0).then(|| self.segments[count].base_offset())
     }
 
-    /// How many of the oldest segments retention deletes now.
-    fn retention_cut(&self, wall_ms: i64, keep_from: i64) -> usize {
-        let sealed: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
-            .iter()
-            .map(|segment| SegmentSummary {
-                size_bytes: segment.size_bytes(),
-                max_timestamp: segment.max_timestamp(),
-            })
-            .collect();
+    /// The base offset of the active segment, the one appends go to.
+    pub fn active_segment_base(&self) -> i64 {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+            .base_offset()
+    }
+
+    /// How many of the oldest segments `cleanup` deletes now.
+    fn cleanup_cut(&self, cleanup: Cleanup, keep_from: i64) -> usize {
         // A sealed segment ends where the next one begins.
         let below = self
             .segments
             .windows(2)
             .take_while(|pair| pair[1].base_offset() <= keep_from)
             .count();
-        segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms).min(below)
+        match cleanup {
+            Cleanup::Retention { wall_ms } => {
+                let sealed: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
+                    .iter()
+                    .map(|segment| SegmentSummary {
+                        size_bytes: segment.size_bytes(),
+                        max_timestamp: segment.max_timestamp(),
+                    })
+                    .collect();
+                segments_to_delete(&sealed, self.size_bytes(), &self.config, wall_ms).min(below)
+            }
+            Cleanup::Superseded => below,
+        }
     }
 
     fn delete_oldest_segments(&mut self, count: usize) -> Result<usize, LogError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::config::{LogConfig, RETENTION_UNLIMITED};
 use super::error::LogError;
-use super::partition_log::PartitionLog;
+use super::partition_log::{Cleanup, PartitionLog};
 use super::record_batch::test_batches::{batch, sized_batch};
 use super::record_batch::{split_batches, validate};
 use super::segment::{segment_path, LOG_EXTENSION};
@@ -213,6 +213,30 @@ fn retention_below_a_limit_keeps_every_segment_reaching_past_it() {
         log.apply_retention_below(START_MS + 1_000_000, 0).unwrap(),
         0
     );
+}
+
+#[test]
+fn superseded_cleanup_deletes_every_sealed_segment_below_the_bound_whatever_its_age() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk, small_config());
+    fill(&mut log, 20);
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    // Retention keeps everything (nothing is old): superseded cleanup ignores it.
+    assert_eq!(log.apply_retention(START_MS).unwrap(), 0);
+    let bound = log.log_end_offset() / 2;
+    let start = log
+        .cleanup_start(Cleanup::Superseded, bound)
+        .expect("segments end below the bound");
+    let deleted = log.apply_cleanup(Cleanup::Superseded, bound).unwrap();
+    assert!(deleted > 0 && deleted < segments - 1);
+    assert_eq!(log.log_start_offset(), start);
+    assert!(start <= bound);
+    assert!(log.read(bound, 10, log.log_end_offset()).is_ok());
+    // Past the end it deletes every sealed segment, never the active one.
+    log.apply_cleanup(Cleanup::Superseded, i64::MAX).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_start_offset(), log.active_segment_base());
 }
 
 #[test]

@@ -283,8 +283,8 @@ impl Broker {
         configs: BTreeMap<String, String>,
         first_new: i32,
     ) -> Result<Topic, TopicError> {
-        let log_config =
-            log_config_for_topic(&self.config.log, &configs).map_err(TopicError::InvalidConfig)?;
+        let log_config = log_config_for_topic(&self.log_defaults(name), &configs)
+            .map_err(TopicError::InvalidConfig)?;
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in first_new..partitions {
             let directory = data_dir::partition_directory(&self.config.data_dir, name, index);
@@ -307,6 +307,16 @@ impl Broker {
             log_config,
             internal: name == OFFSETS_TOPIC,
         })
+    }
+
+    /// The log settings a topic's overrides apply to: the broker's, except for the offsets
+    /// topic's segment size (`offsets.topic.segment.bytes`).
+    pub fn log_defaults(&self, topic: &str) -> LogConfig {
+        let mut defaults = self.config.log.clone();
+        if topic == OFFSETS_TOPIC {
+            defaults.segment_bytes = self.config.offsets_segment_bytes;
+        }
+        defaults
     }
 
     /// Makes a topic visible and starts its partitions' syncers.
@@ -739,7 +749,14 @@ impl Broker {
         let now = self.seams.clock.wall_ms();
         for topic in self.topics() {
             for partition in topic.hosted() {
-                match partition.apply_retention(self.seams.disk.as_ref(), now) {
+                // The offsets log keeps every committed offset: it is cleaned below its latest
+                // snapshot instead of by time and size.
+                let cleaned = if topic.name == OFFSETS_TOPIC {
+                    super::offsets_cleanup::clean(self, partition)
+                } else {
+                    partition.apply_retention(self.seams.disk.as_ref(), now)
+                };
+                match cleaned {
                     Ok(0) => {}
                     Ok(deleted) => {
                         tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")

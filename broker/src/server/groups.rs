@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 use super::broker::{Broker, OFFSETS_TOPIC};
+use super::offsets_cleanup::SnapshotScan;
 use super::partition::{AppendOutcome, Partition, PartitionError};
 use super::StartError;
 use crate::group::{GroupConfig, GroupCoordinator, GroupOutput, OffsetRecord, ReplyToken};
@@ -44,6 +45,12 @@ pub struct GroupService {
     origin: Instant,
     /// Wakes the ticker early: a request may have moved the next deadline closer.
     wake: Notify,
+    /// Held shared by each offset commit and group deletion from the moment it changes the
+    /// coordinator until its records are durable (or have failed), and exclusively while a
+    /// snapshot of the offsets is written: see [`super::offsets_cleanup`].
+    pub offsets_writes: tokio::sync::RwLock<()>,
+    /// The latest complete snapshot in this replica's offsets log.
+    pub snapshots: Mutex<SnapshotScan>,
     stop: Notify,
 }
 
@@ -63,6 +70,8 @@ impl GroupService {
             next_token: AtomicU64::new(1),
             origin,
             wake: Notify::new(),
+            offsets_writes: tokio::sync::RwLock::new(()),
+            snapshots: Mutex::new(SnapshotScan::default()),
             stop: Notify::new(),
         }
     }

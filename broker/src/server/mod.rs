@@ -16,6 +16,7 @@ pub mod connection;
 pub mod data_dir;
 pub mod groups;
 pub mod handlers;
+pub mod offsets_cleanup;
 pub mod partition;
 pub mod topic_config;
 
@@ -186,6 +187,7 @@ async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
+        offsets_cleanup::write_snapshot_if_due(&broker).await;
         let for_io = broker.clone();
         tasks::run_blocking(move || for_io.apply_retention()).await;
     }

@@ -27,7 +27,9 @@ use crate::consensus::{
     TermRun,
 };
 use crate::io::{disk, tasks, Clock, Disk};
-use crate::log::{record_batch, AppendInfo, LogConfig, LogError, PartitionLog, RecordBatchHeader};
+use crate::log::{
+    record_batch, AppendInfo, Cleanup, LogConfig, LogError, PartitionLog, RecordBatchHeader,
+};
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
 /// What happened to one appended batch.
@@ -894,15 +896,27 @@ impl Partition {
     /// A replica deletes only committed segments: the core may still send or truncate the
     /// entries above its commit index.
     pub fn apply_retention(&self, disk: &dyn Disk, wall_ms: i64) -> Result<usize, PartitionError> {
+        self.apply_cleanup(disk, wall_ms, Cleanup::Retention { wall_ms }, i64::MAX)
+    }
+
+    /// Deletes the oldest sealed segments that `cleanup` allows and that end at or below
+    /// `keep_from` (and, for a replica, at or below what its quorum committed).
+    pub fn apply_cleanup(
+        &self,
+        disk: &dyn Disk,
+        wall_ms: i64,
+        cleanup: Cleanup,
+        keep_from: i64,
+    ) -> Result<usize, PartitionError> {
         let keep_from = if self.is_replicated() {
-            self.high_watermark()
+            keep_from.min(self.high_watermark())
         } else {
-            i64::MAX
+            keep_from
         };
         let mut state = self.lock();
         state.producers.expire(wall_ms);
         let Some(link) = &self.replica else {
-            return Ok(state.log.apply_retention_below(wall_ms, keep_from)?);
+            return Ok(state.log.apply_cleanup(cleanup, keep_from)?);
         };
         // The core's own commit index bounds it too: a replica restarted after a replication
         // error relearns its commit index while the high watermark stays where it was.
@@ -910,7 +924,7 @@ impl Partition {
             i64::try_from(node.commit_index()).unwrap_or(i64::MAX)
         });
         let keep_from = keep_from.min(core_committed_end);
-        let Some(start) = state.log.retention_start(wall_ms, keep_from) else {
+        let Some(start) = state.log.cleanup_start(cleanup, keep_from) else {
             return Ok(0);
         };
         // Offset `o` is index `o + 1`, so the last offset deleted, `start - 1`, is index
@@ -926,7 +940,7 @@ impl Partition {
             return Ok(0);
         };
         self.store_log_start(disk, index, term)?;
-        let deleted = state.log.apply_retention_below(wall_ms, keep_from)?;
+        let deleted = state.log.apply_cleanup(cleanup, keep_from)?;
         debug_assert_eq!(state.log.log_start_offset(), start);
         // The core forgets the deleted entries too: a follower that needs them is sent the new
         // log start instead.
@@ -936,6 +950,11 @@ impl Partition {
             node.compact(now_ms, index);
         }
         Ok(deleted)
+    }
+
+    /// The base offset of the active segment.
+    pub fn active_segment_base(&self) -> i64 {
+        self.lock().log.active_segment_base()
     }
 
     /// Checks that the log's indexes agree with its segments; see

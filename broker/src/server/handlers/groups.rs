@@ -185,6 +185,7 @@ pub async fn offset_commit(
             .collect();
         return OffsetCommitResponse::default().with_topics(topics);
     }
+    let _writing = broker.groups.offsets_writes.read().await;
     let prepared =
         broker
             .groups
@@ -288,6 +289,7 @@ pub async fn delete_groups(
     }
     // The coordinator forgets the groups at once; the tombstones must be durable before the
     // client hears of it, or a restart would bring the offsets back.
+    let _writing = broker.groups.offsets_writes.read().await;
     let (mut response, records) = broker.groups.coordinator().delete_groups(version, &request);
     if let Err(error) = groups::persist(broker, &records).await {
         tracing::warn!(%error, "could not persist group deletions");
