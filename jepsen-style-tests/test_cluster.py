@@ -82,8 +82,12 @@ def assert_each_acknowledged_once_where_acknowledged(acknowledged, received):
     positions = {}
     for message in received:
         value = message.value().decode()
-        assert value not in positions, f"{value} read twice"
-        positions[value] = (message.partition(), message.offset())
+        at = (message.partition(), message.offset())
+        assert value not in positions, (
+            f"{value} read twice: at (partition, offset) {positions[value]} and {at}; "
+            f"acknowledged at {acknowledged.get(value)}"
+        )
+        positions[value] = at
     missing = [value for value in acknowledged if value not in positions]
     assert not missing, f"{len(missing)} acknowledged values lost, e.g. {missing[:5]}"
     moved = [v for v, at in acknowledged.items() if positions[v] != at]
