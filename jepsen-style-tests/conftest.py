@@ -31,6 +31,14 @@ BROKER_READY_TIMEOUT_S = 60.0
 BROKER_SHUTDOWN_TIMEOUT_S = 30.0
 # How much of the broker log a failing test's report shows.
 LOG_TAIL_LINES = 200
+# A port chosen by `free_port` can be taken before the broker binds it (another process's
+# outgoing connection may get it as its ephemeral port). A first start that fails that way
+# is tried again on fresh ports, at most this many times in all.
+FIRST_START_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """The broker exited at start because one of its ports was already in use."""
 
 
 def skiff_binary():
@@ -111,9 +119,9 @@ class Broker:
         last_error = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"skiff exited with {self.process.returncode} while starting\n{self.log_tail()}"
-                )
+                tail = self.log_tail()
+                kind = PortTaken if "Address already in use" in tail else RuntimeError
+                raise kind(f"skiff exited with {self.process.returncode} while starting\n{tail}")
             try:
                 error_code, ranges = kafka_wire.api_versions(self.host, self.port, api_version=0)
                 if error_code == kafka_wire.ERROR_NONE and kafka_wire.API_KEY_API_VERSIONS in ranges:
@@ -180,7 +188,13 @@ def broker_factory(skiff_bin, tmp_path, request):
         data_dir.mkdir(parents=True)
         broker = Broker(skiff_bin, data_dir, tmp_path / f"broker-{index}" / "skiff.log", extra_args)
         brokers.append(broker)
-        return broker.start()
+        for attempt in range(1, FIRST_START_ATTEMPTS + 1):
+            try:
+                return broker.start()
+            except PortTaken:
+                if attempt == FIRST_START_ATTEMPTS:
+                    raise
+                broker.port = free_port()
 
     yield start
     for broker in brokers:
@@ -218,15 +232,16 @@ def cluster_factory(skiff_bin, tmp_path, request):
     brokers = []
     request.node.skiff_brokers = brokers
 
-    def start(size=3, *extra_args):
+    def launch(size, extra_args, attempt):
         replication_ports = [free_port() for _ in range(size)]
         voters = ",".join(f"{node}@127.0.0.1:{port}" for node, port in zip(range(1, size + 1), replication_ports))
         members = []
         for node in range(1, size + 1):
-            data_dir = tmp_path / f"node-{node}" / "data"
+            home = tmp_path / (f"node-{node}" if attempt == 1 else f"node-{node}-attempt-{attempt}")
+            data_dir = home / "data"
             data_dir.mkdir(parents=True)
             args = ["--set", f"controller.quorum.voters={voters}", *extra_args]
-            member = Broker(skiff_bin, data_dir, tmp_path / f"node-{node}" / "skiff.log", args, node_id=node)
+            member = Broker(skiff_bin, data_dir, home / "skiff.log", args, node_id=node)
             brokers.append(member)
             members.append(member)
         # All at once: each waits for a quorum, which needs the others.
@@ -239,9 +254,24 @@ def cluster_factory(skiff_bin, tmp_path, request):
                     member.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                     env=env, cwd=member.data_dir.parent,
                 )
-        for member in members:
-            member.wait_ready()
+        try:
+            for member in members:
+                member.wait_ready()
+        except PortTaken:
+            for member in members:
+                if member.process.poll() is None:
+                    member.process.kill()
+                    member.process.wait(timeout=10)
+            raise
         return Cluster(members)
+
+    def start(size=3, *extra_args):
+        for attempt in range(1, FIRST_START_ATTEMPTS + 1):
+            try:
+                return launch(size, extra_args, attempt)
+            except PortTaken:
+                if attempt == FIRST_START_ATTEMPTS:
+                    raise
 
     yield start
     for broker in brokers:

@@ -97,7 +97,7 @@ def test_three_replicas_on_five_brokers(cluster_factory):
         assert directories == expected, (broker.node_id, directories, expected)
 
     producer = clients.BackgroundProducer(
-        cluster, "placed", "value", **{"enable.idempotence": True, "linger.ms": 2})
+        cluster, "placed", "value", **{"enable.idempotence": True, "linger.ms": 2, "debug": "eos"})
     producer.start()
     try:
         wait_until(lambda: producer.acknowledged_count() >= BEFORE_KILL, clients.TRANSFER_TIMEOUT_S,
