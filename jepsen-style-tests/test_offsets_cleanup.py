@@ -14,6 +14,7 @@ lands, loads the same offsets from its cleaned replica.
 
 import time
 
+import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 import clients
@@ -104,8 +105,9 @@ def check_offsets(target, topic, expected_busy, when):
     assert committed(target, "gone", topic, PARTITIONS) == {p: NO_OFFSET for p in range(PARTITIONS)}, when
 
 
-def test_committed_offsets_outlive_the_segments_they_were_written_to(broker_factory):
-    broker = broker_factory(*CLEANUP_SETTINGS)
+@pytest.mark.parametrize("flush_policy", ["sync", "interval"])
+def test_committed_offsets_outlive_the_segments_they_were_written_to(broker_factory, flush_policy):
+    broker = broker_factory(*CLEANUP_SETTINGS, "--set", f"log.flush.policy={flush_policy}")
     topic = "offsets-cleanup"
     clients.create_topic(broker, topic, PARTITIONS)
     expected_busy = write_offsets(broker, topic)

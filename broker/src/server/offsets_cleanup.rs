@@ -16,7 +16,7 @@
 //! their records are durable), so the coordinator's offsets are then exactly what replaying
 //! the log gives, and the log from `start` on replays to the same offsets as the whole log.
 //! Only committed records are scanned, so a replica acts on a snapshot only once its quorum
-//! holds all of it.
+//! holds all of it, and only once its own copy is durable.
 //!
 //! [`GroupService::offsets_writes`]: super::groups::GroupService::offsets_writes
 
@@ -184,6 +184,12 @@ pub fn clean(broker: &Broker, partition: &Partition) -> Result<usize, PartitionE
     let Some(mark) = latest else {
         return Ok(0);
     };
+    // Only once the snapshot is durable here: under the interval flush policy the high
+    // watermark runs ahead of the last sync, and a crash must not find the old segments
+    // deleted and the snapshot that replaced them lost with the unsynced tail.
+    if mark.marker_offset >= partition.durable_end_offset() {
+        return Ok(0);
+    }
     partition.apply_cleanup(
         broker.seams.disk.as_ref(),
         broker.seams.clock.wall_ms(),

@@ -952,6 +952,11 @@ impl Partition {
         Ok(deleted)
     }
 
+    /// The end of what this replica's log has made durable.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.lock().log.durable_end_offset()
+    }
+
     /// The base offset of the active segment.
     pub fn active_segment_base(&self) -> i64 {
         self.lock().log.active_segment_base()
