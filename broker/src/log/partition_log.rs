@@ -504,14 +504,8 @@ impl PartitionLog {
         self.delete_oldest_segments(count)
     }
 
-    /// The log start retention would leave (`apply_retention_below` with the same arguments),
-    /// if it would delete anything: a replica records it before the deletion.
-    pub fn retention_start(&self, wall_ms: i64, keep_from: i64) -> Option<i64> {
-        self.cleanup_start(Cleanup::Retention { wall_ms }, keep_from)
-    }
-
     /// The log start `apply_cleanup` would leave with the same arguments, if it would delete
-    /// anything.
+    /// anything: a replica records it before the deletion.
     pub fn cleanup_start(&self, cleanup: Cleanup, keep_from: i64) -> Option<i64> {
         let count = self.cleanup_cut(cleanup, keep_from);
         (count > 0).then(|| self.segments[count].base_offset())
