@@ -95,6 +95,9 @@ pub struct PartitionLog {
     durable_end_offset: i64,
     /// Whether the active segment's log file has writes no sync has covered.
     active_unsynced: bool,
+    /// Batch bytes appended since the last `begin_sync` (or open): what the next sync must
+    /// write out, at most.
+    unsynced_bytes: u64,
     /// Sealed segments' log and index files with writes no sync has covered.
     unsynced_files: Vec<Arc<dyn DiskFile>>,
     /// Whether segment files were created or removed since the directory was last synced.
@@ -161,6 +164,7 @@ impl PartitionLog {
             segments,
             durable_end_offset: log_end_offset,
             active_unsynced: false,
+            unsynced_bytes: 0,
             unsynced_files: Vec::new(),
             directory_unsynced: false,
             checkpointed_recovery_point: recovery_point,
@@ -204,6 +208,11 @@ impl PartitionLog {
     /// Every offset below this survives a crash.
     pub fn durable_end_offset(&self) -> i64 {
         self.durable_end_offset
+    }
+
+    /// Batch bytes appended since the last sync began.
+    pub fn unsynced_bytes(&self) -> u64 {
+        self.unsynced_bytes
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -267,6 +276,7 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&owned, &header, interval)?;
         self.active_unsynced = true;
+        self.unsynced_bytes += owned.len() as u64;
         debug_assert_eq!(self.log_end_offset(), header.next_offset());
         Ok(AppendInfo {
             base_offset,
@@ -317,6 +327,7 @@ impl PartitionLog {
         if nothing_to_do {
             return None;
         }
+        self.unsynced_bytes = 0;
         let mut files = std::mem::take(&mut self.unsynced_files);
         if self.active_unsynced {
             files.push(Arc::clone(self.active().log_file()));

@@ -83,6 +83,23 @@ fn appends_assign_dense_offsets_and_read_back_patched_batches() {
 }
 
 #[test]
+fn unsynced_bytes_count_the_batches_appended_since_the_last_sync_began() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk, LogConfig::default());
+    assert_eq!(log.unsynced_bytes(), 0);
+    let first = log.append(&batch(&[b"a"], START_MS), 1, START_MS).unwrap();
+    let second = log.append(&batch(&[b"bc"], START_MS), 1, START_MS).unwrap();
+    assert_eq!(log.unsynced_bytes(), (first.bytes + second.bytes) as u64);
+    let plan = log.begin_sync().expect("there is something to sync");
+    assert_eq!(log.unsynced_bytes(), 0);
+    // An append during the sync counts towards the next one.
+    let third = log.append(&batch(&[b"d"], START_MS), 1, START_MS).unwrap();
+    plan.execute(&disk).expect("sync");
+    log.complete_sync(plan.end_offset);
+    assert_eq!(log.unsynced_bytes(), third.bytes as u64);
+}
+
+#[test]
 fn read_honours_max_bytes_but_returns_at_least_one_batch_below_the_bound() {
     let disk = SimDisk::new();
     let mut log = open(&disk, LogConfig::default());

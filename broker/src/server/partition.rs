@@ -370,11 +370,17 @@ impl Partition {
                 wall_ms,
             );
         }
+        let unsynced_bytes = state.log.unsynced_bytes();
         drop(state);
         if self.replica.is_none() {
             match self.flush_policy {
                 FlushPolicy::Sync => self.sync_requested.notify_one(),
-                FlushPolicy::Interval { .. } => self.data_visible.notify_waiters(),
+                FlushPolicy::Interval { .. } => {
+                    if unsynced_bytes >= INTERVAL_POLICY_SYNC_BYTES {
+                        self.sync_requested.notify_one();
+                    }
+                    self.data_visible.notify_waiters();
+                }
             }
         }
         Ok((AppendOutcome::Appended(info), term))
@@ -779,8 +785,12 @@ impl Partition {
         .await;
         let took = self.clock.now().saturating_duration_since(started);
         if took >= Duration::from_millis(SLOW_SYNC_WARNING_MS) {
+            let waiting = match self.flush_policy {
+                FlushPolicy::Sync => "acknowledgements wait for it",
+                FlushPolicy::Interval { .. } => "appends to the segment may stall while it runs",
+            };
             tracing::warn!(topic = %self.topic, partition = self.index, took_ms = took.as_millis() as u64,
-                "slow sync: acknowledgements under the sync policy wait for it");
+                "slow sync: {waiting}");
         }
         sleep_for_simulated_latency(disk.as_ref()).await;
         match result {
@@ -1119,6 +1129,16 @@ fn leader_marker_batch(wall_ms: i64) -> Bytes {
 /// A sync slower than this is logged: under the sync policy, produce latency is at least this.
 const SLOW_SYNC_WARNING_MS: u64 = 100;
 
+/// Under the interval policy, the syncer also runs as soon as this many bytes are appended
+/// and not yet synced, besides every `log.flush.interval.ms`. Acknowledgements never wait for
+/// it; what it bounds is the burst one fsync writes out, because appends to a segment stall
+/// while a large fsync of it runs (seen on ext4, where the fsync's journal commit waits for
+/// the file's dirty data). One second of a 130 MB/s stream synced at once held every producer
+/// of the partition for 15-40 ms, once a second; with syncs of this size that stall left the
+/// latency tail (p99 2.4-2.9 ms at 1.3 M records/s, from 5.7-19 ms). Records also become
+/// durable sooner than the interval alone promises.
+const INTERVAL_POLICY_SYNC_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The longest one simulated-latency sleep lasts. A simulated disk can accrue latency faster
 /// than simulated time passes (every read of every fetch adds some); the excess is dropped rather
 /// than let one sync fall ever further behind.
@@ -1169,3 +1189,7 @@ fn last_sequence(header: &RecordBatchHeader) -> i32 {
 #[cfg(test)]
 #[path = "partition_replica_tests.rs"]
 mod replica_tests;
+
+#[cfg(test)]
+#[path = "partition_flush_tests.rs"]
+mod flush_tests;
