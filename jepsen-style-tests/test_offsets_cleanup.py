@@ -16,6 +16,7 @@ import time
 
 import pytest
 from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import ConfigResource, ResourceType
 
 import clients
 
@@ -117,6 +118,14 @@ def test_committed_offsets_outlive_the_segments_they_were_written_to(broker_fact
     check_offsets(broker, topic, expected_busy, "before restart")
     broker.restart()
     check_offsets(broker, topic, expected_busy, "after restart")
+
+    # Described as Kafka describes it: compacted (later records supersede earlier ones), with
+    # its own segment size.
+    resource = ConfigResource(ResourceType.TOPIC, "__consumer_offsets")
+    admin = clients.admin(broker)
+    configs = admin.describe_configs([resource])[resource].result(timeout=clients.ADMIN_TIMEOUT_S)
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["segment.bytes"].value == "1024"
 
 
 def test_every_replica_of_the_offsets_log_is_cleaned(cluster_factory):

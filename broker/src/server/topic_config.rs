@@ -103,16 +103,20 @@ pub fn check_min_insync_replicas(
     Ok(())
 }
 
-/// The effective value of every topic setting, and whether it is a topic override.
+/// The effective value of every topic setting, and whether it is a topic override. The
+/// internal offsets topic is described as compacted: it is not subject to retention, and what
+/// its cleanup removes is what later records supersede (see `offsets_cleanup`).
 pub fn describe_topic(
     defaults: &LogConfig,
     overrides: &BTreeMap<String, String>,
+    internal: bool,
 ) -> Vec<(&'static str, String, bool)> {
     let effective = log_config_for_topic(defaults, overrides).unwrap_or_else(|_| defaults.clone());
     TOPIC_SETTINGS
         .iter()
         .map(|(name, _)| {
             let value = match *name {
+                "cleanup.policy" if internal => "compact".to_string(),
                 "cleanup.policy" => "delete".to_string(),
                 "retention.ms" => effective.retention_ms.to_string(),
                 "retention.bytes" => effective.retention_bytes.to_string(),
@@ -166,8 +170,11 @@ mod tests {
         assert!(check_min_insync_replicas(&wanting("2"), 1).is_err());
         assert!(check_min_insync_replicas(&BTreeMap::new(), 1).is_ok());
         assert!(log_config_for_topic(&LogConfig::default(), &wanting("0")).is_err());
-        let described = describe_topic(&LogConfig::default(), &wanting("2"));
+        let described = describe_topic(&LogConfig::default(), &wanting("2"), false);
         assert!(described.contains(&("min.insync.replicas", "2".to_string(), true)));
+        assert!(described.contains(&("cleanup.policy", "delete".to_string(), false)));
+        let internal = describe_topic(&LogConfig::default(), &BTreeMap::new(), true);
+        assert!(internal.contains(&("cleanup.policy", "compact".to_string(), false)));
     }
 
     #[test]

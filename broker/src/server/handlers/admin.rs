@@ -113,7 +113,7 @@ pub async fn create_topics(
         };
         results.push(match created {
             Ok(topic) => {
-                let described = describe_topic(&topic.log_config, &topic.configs)
+                let described = describe_topic(&topic.log_config, &topic.configs, topic.internal)
                     .into_iter()
                     .map(|(config_name, value, is_override)| {
                         CreatableTopicConfigs::default()
@@ -262,7 +262,7 @@ pub fn describe_configs(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
                     Some(topic) => result.with_configs(
-                        describe_topic(&topic.log_config, &topic.configs)
+                        describe_topic(&topic.log_config, &topic.configs, topic.internal)
                             .into_iter()
                             .filter(|(name, _, _)| wanted(name))
                             .map(|(name, value, is_override)| {
