@@ -7,6 +7,10 @@
 //! VOPR draws its fault probabilities per seed rather than using one fixed mix. A scenario
 //! file (see `scenario.rs`) can then pin any part of it.
 //!
+//! Every world draws a small `offsets.topic.segment.bytes` and a short
+//! `log.retention.check.interval.ms`, so the group coordinator snapshots the offsets log and
+//! every broker deletes its superseded segments many times a run, under the run's faults.
+//!
 //! # Fault model
 //!
 //! The faults a world may hold, and the rules that keep a correct broker from losing an
@@ -130,6 +134,14 @@ pub const FLUSH_INTERVAL_MS_MIN: u64 = 50;
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 2_000;
 /// The group's initial rebalance delay in simulated worlds: short, to keep runs fast.
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 200;
+/// The range of the drawn `offsets.topic.segment.bytes`: a few commits fill a segment, so
+/// the offsets log is snapshotted and cleaned many times a run, under the run's faults.
+pub const OFFSETS_SEGMENT_BYTES_MIN_DRAWN: u64 = skiff::config::SEGMENT_BYTES_MIN;
+pub const OFFSETS_SEGMENT_BYTES_MAX_DRAWN: u64 = 16 * 1024;
+/// The range of the drawn `log.retention.check.interval.ms`, which also paces offsets
+/// snapshots and cleanup.
+pub const RETENTION_CHECK_INTERVAL_MS_MIN: u64 = 100;
+pub const RETENTION_CHECK_INTERVAL_MS_MAX: u64 = 3_000;
 
 const _: () = assert!(SAFETY_PHASE_MS_MIN > 4 * FAULT_MARGIN_MS);
 const _: () = assert!(SAFETY_PHASE_MS_MIN <= SAFETY_PHASE_MS_MAX);
@@ -139,6 +151,9 @@ const _: () = assert!(SEGMENT_BYTES_MIN_DRAWN >= skiff::config::SEGMENT_BYTES_MI
 const _: () = assert!(RECORD_BYTES_MIN <= RECORD_BYTES_MAX);
 const _: () = assert!(SEND_INTERVAL_MS_MIN <= SEND_INTERVAL_MS_MAX);
 const _: () = assert!(FLUSH_INTERVAL_MS_MIN <= FLUSH_INTERVAL_MS_MAX);
+const _: () = assert!(OFFSETS_SEGMENT_BYTES_MIN_DRAWN <= OFFSETS_SEGMENT_BYTES_MAX_DRAWN);
+const _: () = assert!(RETENTION_CHECK_INTERVAL_MS_MIN > 0);
+const _: () = assert!(RETENTION_CHECK_INTERVAL_MS_MIN <= RETENTION_CHECK_INTERVAL_MS_MAX);
 
 /// The kind of world a seed draws: the fault mix itself is part of the swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +229,11 @@ pub struct ClusterSettings {
     pub segment_bytes: u64,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_segment_bytes: u64,
+    /// `log.retention.check.interval.ms`: how often retention, offsets snapshots and offsets
+    /// cleanup run. (Retention itself is unlimited in simulated worlds.)
+    pub retention_check_interval_ms: u64,
 }
 
 /// One topic the workload creates before the safety phase.
@@ -714,6 +734,10 @@ impl World {
             ));
             schedule.sort_by_key(|scheduled| scheduled.at_ms);
         }
+        cluster.offsets_segment_bytes =
+            random.gen_range(OFFSETS_SEGMENT_BYTES_MIN_DRAWN..=OFFSETS_SEGMENT_BYTES_MAX_DRAWN);
+        cluster.retention_check_interval_ms =
+            random.gen_range(RETENTION_CHECK_INTERVAL_MS_MIN..=RETENTION_CHECK_INTERVAL_MS_MAX);
         let world = World {
             seed,
             profile,
@@ -749,6 +773,12 @@ impl World {
         }
         if self.cluster.segment_bytes < skiff::config::SEGMENT_BYTES_MIN {
             problems.push("segment_bytes is below the broker's minimum".to_string());
+        }
+        if self.cluster.offsets_segment_bytes < skiff::config::SEGMENT_BYTES_MIN {
+            problems.push("offsets_segment_bytes is below the broker's minimum".to_string());
+        }
+        if self.cluster.retention_check_interval_ms == 0 {
+            problems.push("retention_check_interval_ms must be positive".to_string());
         }
         let interval = self.cluster.flush_policy.acknowledges_unsynced_data();
         if interval && self.disk_faults.sync_error_probability > 0.0 {
@@ -962,6 +992,9 @@ fn draw_cluster(random: &mut StdRng, profile: FaultProfile) -> ClusterSettings {
         flush_policy,
         segment_bytes: random.gen_range(SEGMENT_BYTES_MIN_DRAWN..=SEGMENT_BYTES_MAX_DRAWN),
         group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS,
+        // Drawn last, in `draw_with_brokers`, so that the draws before them stay as they were.
+        offsets_segment_bytes: skiff::config::OFFSETS_SEGMENT_BYTES_DEFAULT,
+        retention_check_interval_ms: skiff::config::RETENTION_CHECK_INTERVAL_MS_DEFAULT,
     }
 }
 

@@ -112,6 +112,8 @@ fn broker_config(world: &World, index: u32) -> BrokerConfig {
             ..LogConfig::default()
         },
         group_initial_rebalance_delay_ms: world.cluster.group_initial_rebalance_delay_ms,
+        offsets_segment_bytes: world.cluster.offsets_segment_bytes,
+        retention_check_interval_ms: world.cluster.retention_check_interval_ms,
         ..BrokerConfig::default()
     }
 }
