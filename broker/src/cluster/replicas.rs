@@ -182,7 +182,7 @@ fn apply_record(
                     continue;
                 }
                 let directory = replica_directory(broker, &name, index, placed.group);
-                partitions.push(Some(open_replica(
+                let opened = open_replica(
                     broker,
                     cluster,
                     &name,
@@ -190,7 +190,20 @@ fn apply_record(
                     directory,
                     log_config.clone(),
                     placed,
-                )?));
+                );
+                match opened {
+                    Ok(partition) => partitions.push(Some(partition)),
+                    // A replica whose log cannot be read (a failing disk) is left out until
+                    // the next restart: this broker takes no part in its group, as if it were
+                    // down for that partition, while the other replicas carry on. Failing the
+                    // whole metadata record instead would leave the topic, and everything
+                    // after it in the metadata log, unapplied here.
+                    Err(error) => {
+                        tracing::error!(%error,
+                            "cannot open a replica; leaving it out until the broker restarts");
+                        partitions.push(None);
+                    }
+                }
             }
             let id = Uuid::try_parse(&topic.id).unwrap_or_else(|_| Uuid::nil());
             tracing::info!(
