@@ -5,11 +5,15 @@
 //! value. The whole-history checks (inconsistent offsets, duplicates, lost and unseen
 //! writes, failed sends observed) read those maps. The second pass
 //! ([`check_process_streams`]) replays each process's own completions in order to check
-//! what is only meaningful per process: send order, poll order and commit order. Both
+//! what is only meaningful per process: send order, poll order and commit order. Reads of
+//! committed offsets are then checked against the commits before them ([`committed_reads`]).
+//! Both
 //! passes are linear in the history size times a logarithm, and every map is a `BTreeMap`
 //! so the order of examples is the same on every run.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+mod committed_reads;
 
 use crate::history::{
     CommittedOffset, Event, EventType, History, Offset, Op, PolledRecord, Process, RecordValue,
@@ -29,6 +33,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Verdict {
     check_acknowledged_sends(&index, &mut findings);
     check_failed_sends(&index, &mut findings);
     check_process_streams(history.events(), &index, options, &mut findings);
+    committed_reads::check_committed_reads(history.events(), &mut findings);
     let verdict = findings.into_verdict(index.statistics);
     debug_assert_eq!(
         verdict.valid,
@@ -454,7 +459,7 @@ fn check_process_streams(
                     check_commit_past_end(event, group, committed, index, options, findings);
                 }
             }
-            (EventType::Ok, Op::FetchCommitted { group, offsets }) => {
+            (EventType::Ok, Op::FetchCommitted { group, offsets, .. }) => {
                 for committed in offsets {
                     check_commit_past_end(event, group, committed, index, options, findings);
                 }

@@ -245,6 +245,10 @@ pub enum Op {
     FetchCommitted {
         /// The consumer group.
         group: String,
+        /// The partitions asked for: one of them absent from `offsets` on `ok` had no
+        /// committed offset. Empty when not recorded; then an absent partition says nothing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        partitions: Vec<TopicPartition>,
         /// The offsets read; empty on the invocation.
         #[serde(default)]
         offsets: Vec<CommittedOffset>,

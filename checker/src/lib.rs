@@ -90,6 +90,13 @@
 //! - **committed-offset-past-end**: an `ok` commit or fetch-committed offset greater than
 //!   the log end: one past the highest offset observed on the partition in the whole
 //!   history (the drain included), zero if none.
+//! - **committed-offset-lost**: an `ok` fetch-committed found no committed offset for a
+//!   partition it asked for, though an `ok` commit of that partition had completed before
+//!   the fetch was invoked.
+//! - **stale-committed-offset**: an `ok` fetch-committed read an offset although an `ok`
+//!   commit, invoked after every commit of that offset had completed `ok`, had itself
+//!   completed before the fetch was invoked. (A group's committed offset is a register;
+//!   `info` commits may take effect at any time and never count as done or as replaced.)
 //! - **failed-send-observed**: a value whose send completed `fail` was read by a poll.
 //!
 //! The [`Verdict`] counts every anomaly, keeps the first [`EXAMPLES_PER_KIND_MAX`] of each

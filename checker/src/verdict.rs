@@ -42,13 +42,17 @@ pub enum AnomalyKind {
     CommittedOffsetBackwards,
     /// A committed offset lies beyond the end of the observed log.
     CommittedOffsetPastEnd,
+    /// A read of committed offsets found none where a commit had completed before it.
+    CommittedOffsetLost,
+    /// A read of committed offsets returned one that a completed commit had replaced.
+    StaleCommittedOffset,
     /// A send that definitely failed was observed by a poll.
     FailedSendObserved,
 }
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 10] = [
+    pub const ALL: [AnomalyKind; 12] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -58,6 +62,8 @@ impl AnomalyKind {
         AnomalyKind::NonmonotonicPoll,
         AnomalyKind::CommittedOffsetBackwards,
         AnomalyKind::CommittedOffsetPastEnd,
+        AnomalyKind::CommittedOffsetLost,
+        AnomalyKind::StaleCommittedOffset,
         AnomalyKind::FailedSendObserved,
     ];
 
@@ -73,6 +79,8 @@ impl AnomalyKind {
             AnomalyKind::NonmonotonicPoll => "nonmonotonic-poll",
             AnomalyKind::CommittedOffsetBackwards => "committed-offset-backwards",
             AnomalyKind::CommittedOffsetPastEnd => "committed-offset-past-end",
+            AnomalyKind::CommittedOffsetLost => "committed-offset-lost",
+            AnomalyKind::StaleCommittedOffset => "stale-committed-offset",
             AnomalyKind::FailedSendObserved => "failed-send-observed",
         }
     }
@@ -219,6 +227,34 @@ pub enum Anomaly {
         /// The earlier commit `ok` event.
         previous_event: u64,
     },
+    /// Group `group` read no committed offset for `position`'s partition (the `ok` of
+    /// fetch-committed `event`), though commit `commit` had completed `ok` with
+    /// `position.offset` before that read was invoked.
+    CommittedOffsetLost {
+        /// The consumer group.
+        group: String,
+        /// The partition and the offset the earlier commit wrote.
+        position: Position,
+        /// The fetch-committed `ok` event.
+        event: u64,
+        /// The commit `ok` event.
+        commit: u64,
+    },
+    /// Group `group` read `position.offset` (the `ok` of fetch-committed `event`), though
+    /// commit `superseded_by`, begun after every commit of that offset had completed, had
+    /// completed `ok` with `current_offset` before the read was invoked.
+    StaleCommittedOffset {
+        /// The consumer group.
+        group: String,
+        /// The partition and the stale offset read.
+        position: Position,
+        /// The fetch-committed `ok` event.
+        event: u64,
+        /// The commit `ok` event that replaced it.
+        superseded_by: u64,
+        /// The offset that commit wrote.
+        current_offset: Offset,
+    },
     /// Group `group` committed (or fetched) `position.offset`, beyond `log_end_offset`, one
     /// past the highest offset observed anywhere on the partition.
     CommittedOffsetPastEnd {
@@ -257,6 +293,8 @@ impl Anomaly {
             Anomaly::NonmonotonicPoll { .. } => AnomalyKind::NonmonotonicPoll,
             Anomaly::CommittedOffsetBackwards { .. } => AnomalyKind::CommittedOffsetBackwards,
             Anomaly::CommittedOffsetPastEnd { .. } => AnomalyKind::CommittedOffsetPastEnd,
+            Anomaly::CommittedOffsetLost { .. } => AnomalyKind::CommittedOffsetLost,
+            Anomaly::StaleCommittedOffset { .. } => AnomalyKind::StaleCommittedOffset,
             Anomaly::FailedSendObserved { .. } => AnomalyKind::FailedSendObserved,
         }
     }
@@ -363,6 +401,27 @@ impl fmt::Display for Anomaly {
             } => write!(
                 formatter,
                 "group {group} committed {position} (event {event}) past log end {log_end_offset}"
+            ),
+            Anomaly::CommittedOffsetLost {
+                group,
+                position,
+                event,
+                commit,
+            } => write!(
+                formatter,
+                "group {group} read no committed offset (event {event}) after committing \
+                 {position} (event {commit})"
+            ),
+            Anomaly::StaleCommittedOffset {
+                group,
+                position,
+                event,
+                superseded_by,
+                current_offset,
+            } => write!(
+                formatter,
+                "group {group} read committed {position} (event {event}) after committing \
+                 {current_offset} (event {superseded_by})"
             ),
             Anomaly::FailedSendObserved {
                 value,

@@ -213,7 +213,7 @@ pub(crate) fn describe_op(op: &Op) -> String {
                 .collect();
             format!("commit group {group}: {}", list(&offsets))
         }
-        Op::FetchCommitted { group, offsets } => {
+        Op::FetchCommitted { group, offsets, .. } => {
             let offsets: Vec<String> = offsets
                 .iter()
                 .map(|committed| {

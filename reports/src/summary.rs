@@ -214,6 +214,12 @@ fn involved_events(anomaly: &Anomaly, history: &History) -> Vec<u64> {
             ..
         } => vec![*previous_event, *event],
         Anomaly::CommittedOffsetPastEnd { event, .. } => vec![*event],
+        Anomaly::CommittedOffsetLost { event, commit, .. } => vec![*commit, *event],
+        Anomaly::StaleCommittedOffset {
+            event,
+            superseded_by,
+            ..
+        } => vec![*superseded_by, *event],
         Anomaly::FailedSendObserved { send, witness, .. } => vec![*send, *witness],
     };
     indexes.sort_unstable();

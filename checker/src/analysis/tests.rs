@@ -2,7 +2,7 @@
 //! not.
 
 use super::*;
-use crate::history::Outcome;
+use crate::history::{OperationId, Outcome};
 use crate::test_support::{Script, GROUP, TOPIC};
 
 fn at(offset: Offset) -> Position {
@@ -11,6 +11,13 @@ fn at(offset: Offset) -> Position {
         partition: 0,
         offset,
     }
+}
+
+/// Asserts that `expected` is the one anomaly found.
+fn assert_only(verdict: &Verdict, expected: Anomaly) {
+    let kind = expected.kind();
+    assert_kinds(verdict, &[kind]);
+    assert_eq!(verdict.examples(kind), [expected]);
 }
 
 /// Asserts that the only kinds found are `kinds`.
@@ -419,6 +426,7 @@ fn committed_offset_at_the_log_end_is_fine() {
     script.commit(2, 2);
     let fetch = Op::FetchCommitted {
         group: GROUP.into(),
+        partitions: Vec::new(),
         offsets: Vec::new(),
     };
     let offsets = vec![CommittedOffset {
@@ -428,6 +436,7 @@ fn committed_offset_at_the_log_end_is_fine() {
     }];
     let fetched = Op::FetchCommitted {
         group: GROUP.into(),
+        partitions: Vec::new(),
         offsets,
     };
     script.run(3, fetch, Outcome::Ok(fetched));
@@ -533,4 +542,126 @@ fn acknowledgements_without_a_position_are_counted_but_not_placed() {
     let verdict = script.check();
     assert_kinds(&verdict, &[]);
     assert_eq!(verdict.statistics.acknowledged_sends, 1);
+}
+
+/// A history whose partition 0 holds offsets 0..=7, so that commits up to 8 are in range.
+fn with_eight_records() -> Script {
+    let mut script = Script::default();
+    let records: Vec<(Offset, u64)> = (0..8).map(|offset| (offset, 100 + offset)).collect();
+    script.poll(9, &records);
+    script
+}
+
+/// A commit of partition 0, invoked now and left open (complete it with `History::complete`).
+fn open_commit(script: &mut Script, process: u64, offset: Offset) -> OperationId {
+    let commit = commit_op(offset);
+    script.history.invoke(process, 0, commit)
+}
+
+fn commit_op(offset: Offset) -> Op {
+    Op::Commit {
+        group: GROUP.into(),
+        offsets: vec![CommittedOffset {
+            topic: TOPIC.into(),
+            partition: 0,
+            offset,
+        }],
+    }
+}
+
+/// An `ok` fetch-committed of partition 0 that read `offset` (`None`: nothing committed).
+fn fetch_committed(script: &mut Script, process: u64, offset: Option<Offset>) -> u64 {
+    let asked = |offsets| Op::FetchCommitted {
+        group: GROUP.into(),
+        partitions: vec![TopicPartition::new(TOPIC, 0)],
+        offsets,
+    };
+    let read = offset
+        .map(|offset| CommittedOffset {
+            topic: TOPIC.into(),
+            partition: 0,
+            offset,
+        })
+        .into_iter()
+        .collect();
+    script.run(process, asked(Vec::new()), Outcome::Ok(asked(read)))
+}
+
+#[test]
+fn a_committed_offset_missing_after_its_commit_completed_is_lost() {
+    let mut script = with_eight_records();
+    let commit = script.commit(1, 5);
+    let fetch = fetch_committed(&mut script, 2, None);
+    let expected = Anomaly::CommittedOffsetLost {
+        group: GROUP.into(),
+        position: at(5),
+        event: fetch,
+        commit,
+    };
+    assert_only(&script.check(), expected);
+}
+
+#[test]
+fn a_committed_offset_replaced_before_the_read_began_is_stale() {
+    let mut script = with_eight_records();
+    script.commit(1, 5);
+    let newer = script.commit(1, 7);
+    let fetch = fetch_committed(&mut script, 2, Some(5));
+    let expected = Anomaly::StaleCommittedOffset {
+        group: GROUP.into(),
+        position: at(5),
+        event: fetch,
+        superseded_by: newer,
+        current_offset: 7,
+    };
+    assert_only(&script.check(), expected);
+    // The latest commit read back, and a read before any commit, are fine.
+    let mut script = with_eight_records();
+    fetch_committed(&mut script, 2, None);
+    script.commit(1, 5);
+    script.commit(1, 7);
+    fetch_committed(&mut script, 2, Some(7));
+    assert_kinds(&script.check(), &[]);
+}
+
+#[test]
+fn commits_that_may_not_have_happened_or_overlap_allow_either_offset() {
+    // An `info` commit of 7 after an `ok` one of 5: either may be read.
+    for read in [5, 7] {
+        let mut script = with_eight_records();
+        script.commit(1, 5);
+        script.run(1, commit_op(7), Outcome::Info(commit_op(7)));
+        fetch_committed(&mut script, 2, Some(read));
+        assert_kinds(&script.check(), &[]);
+    }
+    // Commits of 5 and 7 that overlapped may have taken effect in either order.
+    let mut script = with_eight_records();
+    let five = open_commit(&mut script, 1, 5);
+    let seven = open_commit(&mut script, 3, 7);
+    script.history.complete(five, 1, Outcome::Ok(commit_op(5)));
+    script.history.complete(seven, 2, Outcome::Ok(commit_op(7)));
+    fetch_committed(&mut script, 2, Some(5));
+    assert_kinds(&script.check(), &[]);
+    // A commit still open when the read began may not have taken effect yet.
+    let mut script = with_eight_records();
+    script.commit(1, 5);
+    let seven = open_commit(&mut script, 3, 7);
+    fetch_committed(&mut script, 2, Some(5));
+    script
+        .history
+        .complete(seven, 100, Outcome::Ok(commit_op(7)));
+    assert_kinds(&script.check(), &[]);
+}
+
+#[test]
+fn a_fetch_that_does_not_say_what_it_asked_for_proves_no_loss() {
+    let mut script = with_eight_records();
+    script.commit(1, 5);
+    let fetch = Op::FetchCommitted {
+        group: GROUP.into(),
+        partitions: Vec::new(),
+        offsets: Vec::new(),
+    };
+    script.run(2, fetch.clone(), Outcome::Ok(fetch));
+    assert_kinds(&script.check(), &[]);
 }

@@ -12,7 +12,10 @@
 //! - A poll is recorded when it returns, as an `invoke` immediately followed by its
 //!   completion: a poll may join a group or reset a position before fetching, and the
 //!   resulting `rebalance` or `seek` must come before the records it fetched.
-//! - A commit records the exact offsets committed (`info` on any error).
+//! - A commit records the exact offsets committed (`info` on any error). Before each, the
+//!   consumer reads the group's committed offsets of every partition of its topic: `ok` with
+//!   what the coordinator returned (or `fail`: a read changes nothing), which the checker
+//!   holds to the commits before it.
 //!
 //! # Fault model
 //!
@@ -415,6 +418,58 @@ async fn recorded_commit(recorder: &Recorder, process: u64, group: &str, consume
     recorder.complete(id, outcome);
 }
 
+/// Reads the group's committed offsets of every partition of the consumer's topic, before
+/// the consumer commits its own: a commit that a coordinator failover or the offsets log's
+/// cleanup lost or rolled back since the group's last commits shows here.
+async fn recorded_fetch_committed(
+    recorder: &Recorder,
+    process: u64,
+    settings: &ConsumerSettings,
+    partitions: u32,
+    consumer: &mut Consumer,
+) {
+    let group = settings.group.as_str();
+    let partitions: Vec<(String, i32)> = (0..partitions)
+        .map(|partition| {
+            (
+                settings.topic.clone(),
+                i32::try_from(partition).expect("few partitions"),
+            )
+        })
+        .collect();
+    let asked: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|(topic, partition)| {
+            TopicPartition::new(
+                topic.clone(),
+                u32::try_from(*partition).expect("not negative"),
+            )
+        })
+        .collect();
+    let read = |offsets| Op::FetchCommitted {
+        group: group.to_string(),
+        partitions: asked.clone(),
+        offsets,
+    };
+    let id = recorder.invoke(process, read(Vec::new()));
+    let outcome = match consumer.committed(&partitions).await {
+        Ok(found) => Outcome::Ok(read(
+            found
+                .into_iter()
+                .filter_map(|((topic, partition), offset)| {
+                    Some(CommittedOffset {
+                        topic,
+                        partition: u32::try_from(partition).ok()?,
+                        offset: u64::try_from(offset).ok()?,
+                    })
+                })
+                .collect(),
+        )),
+        Err(_) => Outcome::Fail(read(Vec::new())),
+    };
+    recorder.complete(id, outcome);
+}
+
 /// One consumer process: polls (and commits) until the run stops.
 pub async fn run_consumer(
     world: World,
@@ -465,6 +520,7 @@ pub async fn run_consumer(
                 && commit_every > 0
                 && polls % commit_every == 0
             {
+                recorded_fetch_committed(&recorder, process, &settings, partitions, active).await;
                 recorded_commit(&recorder, process, &settings.group, active).await;
             }
         } else {
