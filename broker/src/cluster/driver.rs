@@ -331,6 +331,11 @@ impl Driver {
                     partition.take_offline(error);
                 }
             }
+            // An offline replica fails every later step the same way: said once, at the cause.
+            Err(error) if partition.is_offline() => {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, %error,
+                    "replication step on an offline replica");
+            }
             Err(error) => {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error,
                     "replication step failed; taking the replica offline");

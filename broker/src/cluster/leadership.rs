@@ -21,6 +21,9 @@ pub const LEADER_BALANCE_INTERVAL_MS: u64 = 5_000;
 /// How long a broker must have been live before leadership moves to it: a broker that just
 /// restarted first catches up with what it missed.
 pub const LEADER_BALANCE_SETTLE_MS: u64 = 10_000;
+/// How far behind the leader's log (in entries) a preferred broker may be and still be
+/// offered leadership by a balancing pass; the transfer catches it up before it takes over.
+pub const LEADER_BALANCE_MAX_LAG_ENTRIES: u64 = 64;
 /// How long a clean shutdown waits for its groups to change leader.
 pub const SHUTDOWN_HANDOVER_MS_MAX: u64 = 5_000;
 /// Pause between hand-over passes during a clean shutdown.
@@ -122,8 +125,27 @@ impl Cluster {
             let Some(preferred) = self.group_voters(group).first().copied() else {
                 continue;
             };
-            if preferred != self.node_id && settled.contains(&preferred) {
+            if preferred == self.node_id || !settled.contains(&preferred) {
+                continue;
+            }
+            // A live broker can still be behind on one group (its replica failed to open, or
+            // it is still catching up): offering it leadership would stop the group's
+            // proposals until the offer times out, every pass.
+            let in_sync = {
+                let set = self.raft.lock();
+                let now_ms = self.raft.now_ms();
+                set.get(group).is_some_and(|node| {
+                    node.follower_in_sync(now_ms, preferred, LEADER_BALANCE_MAX_LAG_ENTRIES)
+                })
+            };
+            if in_sync {
                 self.transfer(group, preferred);
+            } else {
+                tracing::debug!(
+                    group,
+                    preferred,
+                    "preferred leader not in sync; not balancing"
+                );
             }
         }
     }

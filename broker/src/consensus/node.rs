@@ -280,6 +280,20 @@ impl RaftNode {
         self.check_invariants();
     }
 
+    /// Whether `peer` could take over from this leader without a wait: heard from within
+    /// an election timeout and at most `max_lag` entries behind the leader's log. A transfer
+    /// to a replica that is not stops proposals until it catches up or the transfer times
+    /// out, so optional hand-overs (balancing) ask this first. False on a non-leader.
+    pub fn follower_in_sync(&self, now_ms: u64, peer: NodeId, max_lag: LogIndex) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        self.progress.get(&peer).is_some_and(|progress| {
+            now_ms.saturating_sub(progress.last_heard_ms) < self.config.election_timeout_min_ms
+                && progress.match_index.saturating_add(max_lag) >= self.log.last_index()
+        })
+    }
+
     /// Asks the leader to hand over to `target` (for a clean shutdown): proposals stop, the
     /// target is caught up, then told to start an election at once.
     pub fn transfer_leadership(

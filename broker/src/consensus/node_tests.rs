@@ -520,6 +520,31 @@ fn leadership_transfer_waits_for_the_target_then_sends_timeout_now() {
 }
 
 #[test]
+fn a_follower_is_in_sync_only_when_recently_heard_and_close_behind() {
+    let mut leader = leader_of_three();
+    let now_ms = ELECTION_DUE_MS + 10;
+    leader.persisted(now_ms, 1, 1);
+    leader.step(now_ms, 2, accepted(1, 1, now_ms));
+    leader.take_commands();
+    // Node 2 holds the marker; node 3 has acknowledged nothing yet.
+    assert!(leader.follower_in_sync(now_ms, 2, 0));
+    assert!(!leader.follower_in_sync(now_ms, 3, 0));
+    assert!(leader.follower_in_sync(now_ms, 3, 1));
+    // Three more entries: node 2 is now three behind.
+    for _ in 0..3 {
+        leader.propose(now_ms, 1).unwrap();
+    }
+    assert!(!leader.follower_in_sync(now_ms, 2, 2));
+    assert!(leader.follower_in_sync(now_ms, 2, 3));
+    // Silence for an election timeout makes even a caught-up follower not in sync.
+    let silent_ms = now_ms + ELECTION_TIMEOUT_MIN_MS;
+    assert!(!leader.follower_in_sync(silent_ms, 2, 3));
+    // Only a leader can tell.
+    let follower = node(2, &[1, 2, 3]);
+    assert!(!follower.follower_in_sync(now_ms, 1, 100));
+}
+
+#[test]
 fn timeout_now_starts_an_election_that_sticky_voters_accept() {
     let mut target = node(3, &[1, 2, 3]);
     target.step(10, 1, Message::TimeoutNow { term: 1 });
