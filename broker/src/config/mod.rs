@@ -36,6 +36,9 @@ pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Open client connections accepted at once; further connections are closed at once.
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// Requests that take longer than this from read to answered are logged with where the time
+/// went (`request.slow.log.ms`; 0 turns it off).
+pub const REQUEST_SLOW_LOG_MS_DEFAULT: u64 = 1_000;
 
 /// When produced data is made durable, and so when acks=1/-1 are answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +87,8 @@ pub struct BrokerConfig {
     pub group_session_timeout_ms_max: u64,
     /// `max.connections`.
     pub connections_max: u32,
+    /// `request.slow.log.ms`: log requests slower than this, by phase. `None`: never.
+    pub request_slow_log_ms: Option<u64>,
     /// The cluster's members (`controller.quorum.voters`, `id@host:port`, the address being each
     /// member's replication listener). Empty: a single broker with no replication.
     pub quorum_voters: Vec<QuorumVoter>,
@@ -133,6 +138,7 @@ impl Default for BrokerConfig {
             group_session_timeout_ms_min: 6_000,
             group_session_timeout_ms_max: 1_800_000,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            request_slow_log_ms: Some(REQUEST_SLOW_LOG_MS_DEFAULT),
             quorum_voters: Vec::new(),
             default_replication_factor: None,
         }
@@ -362,6 +368,10 @@ impl BrokerConfig {
                     config.group_session_timeout_ms_max = parse_positive(name, value)?
                 }
                 "max.connections" => config.connections_max = parse_positive(name, value)?,
+                "request.slow.log.ms" => {
+                    let threshold_ms: u64 = parse_number(name, value)?;
+                    config.request_slow_log_ms = (threshold_ms > 0).then_some(threshold_ms);
+                }
                 "controller.quorum.voters" => config.quorum_voters = parse_voters(name, value)?,
                 "default.replication.factor" => {
                     config.default_replication_factor = Some(parse_positive(name, value)?)
@@ -583,6 +593,13 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.flush_policy, FlushPolicy::Sync);
         assert!(config.auto_create_topics);
+        assert_eq!(
+            config.request_slow_log_ms,
+            Some(REQUEST_SLOW_LOG_MS_DEFAULT)
+        );
+        let quiet =
+            BrokerConfig::from_properties(&properties(&[("request.slow.log.ms", "0")])).unwrap();
+        assert_eq!(quiet.request_slow_log_ms, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -28,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::broker::Broker;
 use super::handlers;
+use super::request_timing::{self, RequestTiming};
+use crate::io::clock::Clock;
 use crate::io::net::TcpStream;
 use crate::io::tasks;
 use crate::wire::{self, api_versions_response, FrameError, RequestDecodeError};
@@ -53,6 +56,13 @@ struct Queued {
     version: i16,
     correlation_id: i32,
     response: ResponseFuture,
+    timing: RequestTiming,
+}
+
+/// What the writer needs to time requests.
+struct Timer {
+    clock: Clock,
+    slow_threshold: Option<Duration>,
 }
 
 /// Serves a connection until the client closes it, misbehaves, or the broker shuts down. Every
@@ -67,11 +77,16 @@ pub async fn serve(
     let mut reader = BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, reader);
     let (queue, queued) = mpsc::channel::<Queued>(CONNECTION_REQUESTS_IN_FLIGHT_MAX);
     let (completed_sender, mut completed) = watch::channel(0u64);
+    let timer = Timer {
+        clock: broker.seams.clock.clone(),
+        slow_threshold: broker.config.request_slow_log_ms.map(Duration::from_millis),
+    };
     let writer_task = tasks::spawn(write_responses(
         writer,
         queued,
         completed_sender,
         peer.clone(),
+        timer,
     ));
     let limit = broker.config.socket_request_bytes_max;
     // Requests queued so far, and the position of the last one that is not a Produce.
@@ -95,6 +110,7 @@ pub async fn serve(
                 break;
             }
         };
+        let mut timing = RequestTiming::new(broker.seams.clock.now());
         let request = match wire::decode_request(frame) {
             Ok(request) => request,
             Err(RequestDecodeError::ApiVersionsTooNew {
@@ -111,6 +127,7 @@ pub async fn serve(
                     version: 0,
                     correlation_id,
                     response: Box::pin(async move { Some(body) }),
+                    timing,
                 };
                 queued_count += 1;
                 if queue.send(answer).await.is_err() {
@@ -125,12 +142,16 @@ pub async fn serve(
         };
         let (api_key, version, correlation_id) =
             (request.api_key, request.version, request.correlation_id);
+        timing.allowed_wait =
+            request_timing::allowed_wait(&request.body, broker.config.group_session_timeout_ms_max);
         let response: ResponseFuture = match request.body {
             RequestKind::Produce(body) => {
                 if completed.wait_for(|done| *done >= barrier).await.is_err() {
                     break; // The writer is gone: the client closed the connection.
                 }
+                timing.ordered = Some(broker.seams.clock.now());
                 let appended = handlers::produce::append(&broker, version, body).await;
+                timing.appended = Some(broker.seams.clock.now());
                 Box::pin(async move { appended.finish().await.map(ResponseKind::Produce) })
             }
             body => {
@@ -147,6 +168,7 @@ pub async fn serve(
             version,
             correlation_id,
             response,
+            timing,
         };
         if queue.send(queued).await.is_err() {
             break;
@@ -163,11 +185,14 @@ async fn write_responses<W>(
     mut queued: mpsc::Receiver<Queued>,
     completed: watch::Sender<u64>,
     peer: Peer,
+    timer: Timer,
 ) where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    while let Some(request) = queued.recv().await {
+    while let Some(mut request) = queued.recv().await {
+        request.timing.dequeued = Some(timer.clock.now());
         let response = request.response.await;
+        request.timing.completed = Some(timer.clock.now());
         completed.send_modify(|done| *done += 1);
         let Some(response) = response else {
             continue; // acks=0 produce: no response.
@@ -184,6 +209,14 @@ async fn write_responses<W>(
         {
             tracing::debug!(peer = %peer.address, "stopped writing responses");
             return;
+        }
+        let written = timer.clock.now();
+        if let Some(phases) = request.timing.slow_phases(written, timer.slow_threshold) {
+            tracing::warn!(peer = %peer.address, api = ?request.api_key,
+                correlation_id = request.correlation_id, total = ?phases.total,
+                ordering = ?phases.ordering, append = ?phases.append,
+                behind_earlier = ?phases.behind_earlier, completion = ?phases.completion,
+                write = ?phases.write, "slow request");
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod groups;
 pub mod handlers;
 pub mod offsets_cleanup;
 pub mod partition;
+pub mod request_timing;
 pub mod topic_config;
 
 use std::net::SocketAddr;

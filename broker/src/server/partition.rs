@@ -784,6 +784,8 @@ impl Partition {
         })
         .await;
         let took = self.clock.now().saturating_duration_since(started);
+        tracing::trace!(topic = %self.topic, partition = self.index, end_offset = plan.end_offset,
+            ?took, "synced");
         if took >= Duration::from_millis(SLOW_SYNC_WARNING_MS) {
             let waiting = match self.flush_policy {
                 FlushPolicy::Sync => "acknowledgements wait for it",
