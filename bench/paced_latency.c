@@ -12,10 +12,10 @@
  * messages a second, producing and handling every delivery report on one thread saturates
  * it, and the latency then measures the pacer falling behind.
  *
- * The send time in each message is read once per STAMP_REFRESH_MESSAGES messages (a clock
- * read costs about as much as a third of a produce call). It is read before the first of them
- * is produced, so a latency is never under-stated, and over-stated by at most the few
- * microseconds those produce calls take.
+ * The send time in each message is read at the start of each tick's burst and then once per
+ * STAMP_REFRESH_MESSAGES messages of it (a clock read costs about as much as a third of a
+ * produce call). It is read before the first of them is produced, so a latency is never
+ * under-stated, and over-stated by at most the few microseconds those produce calls take.
  *
  * usage: paced_latency -b BOOTSTRAP -t TOPIC -r RATE -d SECONDS [-s BYTES] [-a ACKS]
  *                      [-X key=value]... [-A ack-latency-file] [-E end-to-end-latency-file]
@@ -284,8 +284,9 @@ int main(int argc, char **argv) {
         int64_t stamp       = start;
         while (!interrupted && now < end) {
                 uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+                uint64_t burst = 0;
                 while (sent < due && !interrupted) {
-                        if (sent % STAMP_REFRESH_MESSAGES == 0) {
+                        if (burst++ % STAMP_REFRESH_MESSAGES == 0) {
                                 stamp = monotonic_ns();
                                 memcpy(payload + sizeof(tag), &stamp, sizeof(stamp));
                         }
@@ -298,6 +299,7 @@ int main(int argc, char **argv) {
                                  * with this rate. Wait for acknowledgements, then retry. */
                                 backpressure++;
                                 sleep_until_ns(monotonic_ns() + TICK_NS);
+                                burst = 0; /* the retry gets a fresh send time */
                                 continue;
                         }
                         if (err)

@@ -7,7 +7,7 @@ message, never hang.
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # How long an admin operation (create, delete, alter) may take.
@@ -116,6 +116,24 @@ def consumer(broker, group_id, **settings):
     }
     config.update(settings)
     return Consumer(config)
+
+
+def committed_offsets(target, group_id, topic, partitions, timeout_s=30):
+    """A group's committed offsets by partition (librdkafka's -1001 where there is none),
+    read without joining the group, retried while no coordinator is available (a cluster
+    elects a new one after its coordinator restarts)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reader = consumer(target, group_id)
+        try:
+            found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+            return {tp.partition: tp.offset for tp in found}
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        finally:
+            reader.close()
 
 
 def poll_messages(client, max_messages=500, timeout_s=0.5):

@@ -15,7 +15,7 @@ lands, loads the same offsets from its cleaned replica.
 import time
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 import clients
@@ -27,21 +27,8 @@ CLEANUP_TIMEOUT_S = 30
 NO_OFFSET = -1001
 
 
-def committed(broker, group_id, topic, partitions, timeout_s=30):
-    """The group's committed offsets, retried while no coordinator is available (a cluster
-    elects a new one after its coordinator restarts)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reader = clients.consumer(broker, group_id)
-        try:
-            found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-            return {tp.partition: tp.offset for tp in found}
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-        finally:
-            reader.close()
+def committed(broker, group_id, topic, partitions):
+    return clients.committed_offsets(broker, group_id, topic, partitions)
 
 
 def commit(broker, group_id, offsets):

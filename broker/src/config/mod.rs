@@ -24,6 +24,8 @@ use thiserror::Error;
 use crate::log::LogConfig;
 pub use properties::flatten_toml;
 
+use crate::group::OFFSETS_RETENTION_MS_DEFAULT;
+
 /// The smallest `log.segment.bytes` accepted: a segment must hold at least a few batches.
 pub const SEGMENT_BYTES_MIN: u64 = 1024;
 /// The largest request frame accepted, in bytes (`socket.request.max.bytes`, Kafka's default).
@@ -36,6 +38,8 @@ pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Open client connections accepted at once; further connections are closed at once.
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
 /// Requests that take longer than this from read to answered are logged with where the time
 /// went (`request.slow.log.ms`; 0 turns it off).
 pub const REQUEST_SLOW_LOG_MS_DEFAULT: u64 = 1_000;
@@ -80,6 +84,11 @@ pub struct BrokerConfig {
     /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets`, small enough that
     /// superseded offsets are deleted long before the log grows large.
     pub offsets_segment_bytes: u64,
+    /// `offsets.retention.minutes` (or `offsets.retention.ms`): see
+    /// [`crate::group::GroupConfig::offsets_retention_ms`].
+    pub offsets_retention_ms: u64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
@@ -134,6 +143,8 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             offsets_segment_bytes: OFFSETS_SEGMENT_BYTES_DEFAULT,
+            offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
+            offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
             group_session_timeout_ms_min: 6_000,
             group_session_timeout_ms_max: 1_800_000,
@@ -358,6 +369,19 @@ impl BrokerConfig {
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval_ms = parse_positive(name, value)?
                 }
+                // The finer-grained form wins, as with log.retention.*.
+                "offsets.retention.ms" => {
+                    config.offsets_retention_ms = parse_positive(name, value)?
+                }
+                "offsets.retention.minutes" => {
+                    if !properties.contains_key("offsets.retention.ms") {
+                        config.offsets_retention_ms =
+                            parse_positive::<u64>(name, value)?.saturating_mul(60_000);
+                    }
+                }
+                "offsets.retention.check.interval.ms" => {
+                    config.offsets_retention_check_interval_ms = parse_positive(name, value)?
+                }
                 "group.initial.rebalance.delay.ms" => {
                     config.group_initial_rebalance_delay_ms = parse_number(name, value)?
                 }
@@ -499,6 +523,14 @@ impl BrokerConfig {
                 self.offsets_segment_bytes.to_string(),
             ),
             (
+                "offsets.retention.minutes",
+                (self.offsets_retention_ms / 60_000).to_string(),
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                self.offsets_retention_check_interval_ms.to_string(),
+            ),
+            (
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
@@ -615,6 +647,20 @@ mod tests {
         assert_eq!(config.listener.port(), 19092);
         assert_eq!(config.advertised_host, "broker-1");
         assert_eq!(config.log.retention_ms, 7_200_000);
+        assert_eq!(config.offsets_retention_ms, OFFSETS_RETENTION_MS_DEFAULT);
+        let offsets = BrokerConfig::from_properties(&properties(&[
+            ("offsets.retention.minutes", "1440"),
+            ("offsets.retention.check.interval.ms", "5000"),
+        ]))
+        .unwrap();
+        assert_eq!(offsets.offsets_retention_ms, 86_400_000);
+        assert_eq!(offsets.offsets_retention_check_interval_ms, 5000);
+        let finer = BrokerConfig::from_properties(&properties(&[
+            ("offsets.retention.minutes", "1440"),
+            ("offsets.retention.ms", "3000"),
+        ]))
+        .unwrap();
+        assert_eq!(finer.offsets_retention_ms, 3000);
         assert_eq!(
             config.flush_policy,
             FlushPolicy::Interval { interval_ms: 250 }

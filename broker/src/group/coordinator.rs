@@ -33,8 +33,8 @@ use super::{
     GroupConfig, GroupError, GroupOutput, OffsetRecord, ReplyToken, GROUPS_MAX,
     GROUP_COMMITTED_PARTITIONS_MAX, GROUP_ID_BYTES_MAX, GROUP_MEMBERS_MAX,
     GROUP_NAME_FIELD_BYTES_MAX, MEMBER_ASSIGNMENT_BYTES_MAX, MEMBER_ID_CLIENT_ID_BYTES_MAX,
-    MEMBER_METADATA_BYTES_MAX, MEMBER_PROTOCOLS_MAX, REBALANCE_TIMEOUT_MS_MAX,
-    TOPIC_NAME_BYTES_MAX,
+    MEMBER_METADATA_BYTES_MAX, MEMBER_PROTOCOLS_MAX, OFFSETS_EXPIRY_GROUPS_MAX,
+    REBALANCE_TIMEOUT_MS_MAX, TOPIC_NAME_BYTES_MAX,
 };
 
 /// The group type every group here has (ListGroups v5+).
@@ -60,6 +60,9 @@ pub struct GroupCoordinator {
     /// Mixed into member ids so that two ids of one coordinator never collide, even if the
     /// driver repeats a seed.
     member_id_counter: u64,
+    /// When the committed offsets were loaded: groups known only by their offsets have had
+    /// no members here since then.
+    loaded_at_ms: u64,
 }
 
 fn validate_group_id(group_id: &GroupId) -> Result<&str, GroupError> {
@@ -94,6 +97,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             offsets: OffsetStore::default(),
             member_id_counter: 0,
+            loaded_at_ms: 0,
         }
     }
 
@@ -199,7 +203,7 @@ impl GroupCoordinator {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
             self.groups
-                .insert(group_id.clone(), Group::new(group_id.clone()));
+                .insert(group_id.clone(), Group::new(group_id.clone(), now_ms));
         }
         let config = self.config;
         if member_id.is_empty() {
@@ -657,6 +661,7 @@ impl GroupCoordinator {
     pub fn prepare_offset_commit(
         &self,
         _now_ms: u64,
+        wall_ms: i64,
         _version: i16,
         request: &OffsetCommitRequest,
     ) -> PreparedCommit {
@@ -705,6 +710,7 @@ impl GroupCoordinator {
                             .as_ref()
                             .map(|metadata| metadata.as_str().to_owned())
                             .unwrap_or_default(),
+                        commit_timestamp_ms: Some(wall_ms),
                     });
                 }
                 partitions.push(
@@ -795,11 +801,76 @@ impl GroupCoordinator {
         self.offsets.snapshot()
     }
 
-    /// Replays the offsets log at start-up, oldest first.
-    pub fn load_offset_records(&mut self, records: impl IntoIterator<Item = OffsetRecord>) {
-        for record in records {
+    /// Replays the offsets log at start-up (or on taking over as coordinator), oldest first,
+    /// at `now_ms` on the monotonic clock and `wall_ms` on the wall clock. A commit whose
+    /// time the log does not hold (an older format) counts as made now; the next snapshot
+    /// records that time.
+    pub fn load_offset_records(
+        &mut self,
+        records: impl IntoIterator<Item = OffsetRecord>,
+        now_ms: u64,
+        wall_ms: i64,
+    ) {
+        self.loaded_at_ms = now_ms;
+        for mut record in records {
+            if let OffsetRecord::Commit {
+                commit_timestamp_ms,
+                ..
+            } = &mut record
+            {
+                commit_timestamp_ms.get_or_insert(wall_ms);
+            }
             self.offsets.apply(&record);
         }
+    }
+
+    /// Deletes the committed offsets of groups whose time is up, as Kafka's
+    /// `offsets.retention.minutes` does, and returns the tombstones the driver must append
+    /// to the offsets log. A group's offsets expire when both hold:
+    /// - it has had no members for the retention period, on this coordinator's monotonic
+    ///   clock. A group this coordinator has only known by its offsets (since it loaded them)
+    ///   needs only the shorter of the retention period and the longest session timeout: the
+    ///   members of a live group rejoin a new coordinator within a session timeout;
+    /// - none of its offsets was committed within the retention period, by the wall clock
+    ///   of the coordinators that took the commits.
+    ///
+    /// At most [`OFFSETS_EXPIRY_GROUPS_MAX`] groups per call.
+    pub fn expire_offsets(&mut self, now_ms: u64, wall_ms: i64) -> Vec<OffsetRecord> {
+        let retention_ms = self.config.offsets_retention_ms;
+        let takeover_grace_ms = retention_ms.min(self.config.session_timeout_ms_max);
+        let expired: Vec<String> = self
+            .offsets
+            .group_ids()
+            .filter(|group_id| {
+                let memberless_long_enough = match self.groups.get(group_id.as_str()) {
+                    Some(group) => {
+                        group.state == GroupState::Empty
+                            && group.pending_members.is_empty()
+                            && now_ms.saturating_sub(group.empty_since_ms) >= retention_ms
+                    }
+                    None => now_ms.saturating_sub(self.loaded_at_ms) >= takeover_grace_ms,
+                };
+                memberless_long_enough
+                    && self
+                        .offsets
+                        .last_commit_ms(group_id)
+                        .is_some_and(|last_commit_ms| {
+                            i128::from(wall_ms) - i128::from(last_commit_ms)
+                                >= i128::from(retention_ms)
+                        })
+            })
+            .take(OFFSETS_EXPIRY_GROUPS_MAX)
+            .cloned()
+            .collect();
+        let mut tombstones = Vec::with_capacity(expired.len());
+        for group_id in expired {
+            self.groups.remove(&group_id);
+            let tombstone = OffsetRecord::GroupTombstone { group_id };
+            self.offsets.apply(&tombstone);
+            tombstones.push(tombstone);
+        }
+        self.assert_invariants();
+        tombstones
     }
 
     /// OffsetFetch: v0-7 for one group, v8+ for several. Unknown partitions (and groups)

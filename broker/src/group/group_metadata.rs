@@ -114,6 +114,9 @@ struct Rebalance {
 pub(crate) struct Group {
     pub group_id: String,
     pub state: GroupState,
+    /// When the group last became Empty (meaningful while it is): its offsets expire only
+    /// after it has been Empty for the retention period.
+    pub empty_since_ms: u64,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -154,10 +157,11 @@ pub(crate) fn sync_error_response(error: GroupError) -> SyncGroupResponse {
 }
 
 impl Group {
-    pub fn new(group_id: String) -> Self {
+    pub fn new(group_id: String, now_ms: u64) -> Self {
         Self {
             group_id,
             state: GroupState::Empty,
+            empty_since_ms: now_ms,
             generation_id: 0,
             protocol_type: None,
             protocol_name: None,
@@ -592,6 +596,7 @@ impl Group {
         self.generation_id = self.generation_id.wrapping_add(1).max(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.empty_since_ms = now_ms;
             self.protocol_name = None;
             self.leader_id = None;
             self.assert_invariants();

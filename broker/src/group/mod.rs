@@ -13,6 +13,7 @@
 //!                       driver appends records to __consumer_offsets and syncs,
 //!                   ◄── apply_offset_commit(records), then sends the response
 //!   start-up ─────► load_offset_records(replayed records)
+//!   periodically ─► expire_offsets ─► tombstones the driver appends to __consumer_offsets
 //! ```
 //!
 //! JoinGroup and SyncGroup responses may be deferred until the rebalance progresses, so
@@ -93,6 +94,11 @@ pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
 pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: u64 = 6_000;
 /// `group.max.session.timeout.ms` default.
 pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: u64 = 1_800_000;
+/// `offsets.retention.minutes` default (7 days), in milliseconds.
+pub const OFFSETS_RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// The most groups one expiry pass deletes, so that its tombstones stay one modest append;
+/// the rest go in the next pass.
+pub const OFFSETS_EXPIRY_GROUPS_MAX: usize = 1_000;
 /// Longer rebalance timeouts (clients often send `i32::MAX`) are cut to this, so that a
 /// rebalance with a vanished member still ends within a day.
 pub const REBALANCE_TIMEOUT_MS_MAX: u64 = 86_400_000;
@@ -115,6 +121,9 @@ pub struct GroupConfig {
     pub group_members_max: usize,
     /// `offset.metadata.max.bytes`, at most `OFFSET_METADATA_BYTES_MAX`.
     pub offset_metadata_bytes_max: usize,
+    /// `offsets.retention.minutes`: the committed offsets of a group that has had no members
+    /// for this long, and no commit for this long, are deleted.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -125,6 +134,7 @@ impl Default for GroupConfig {
             session_timeout_ms_max: SESSION_TIMEOUT_MS_MAX_DEFAULT,
             group_members_max: GROUP_MEMBERS_MAX,
             offset_metadata_bytes_max: OFFSET_METADATA_BYTES_MAX,
+            offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -136,6 +146,7 @@ impl GroupConfig {
         assert!(self.initial_rebalance_delay_ms <= REBALANCE_TIMEOUT_MS_MAX);
         assert!(self.group_members_max >= 1 && self.group_members_max <= GROUP_MEMBERS_MAX);
         assert!(self.offset_metadata_bytes_max <= OFFSET_METADATA_BYTES_MAX);
+        assert!(self.offsets_retention_ms > 0);
     }
 }
 

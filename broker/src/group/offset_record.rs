@@ -13,7 +13,13 @@
 //!         kind 0 = offset commit, kind 1 = group tombstone, kind 2 = snapshot complete
 //! value = format_version:u8 (0) | [commit only] offset:i64 leader_epoch:i32 metadata:string
 //!         | [snapshot complete only] start_offset:i64
+//!   or, for a commit, format_version:u8 (1) | offset:i64 leader_epoch:i32 metadata:string
+//!         commit_timestamp_ms:i64
 //! ```
+//!
+//! Commits are written with value version 1, which adds the coordinator's wall-clock time of
+//! the commit (offsets of a group without members expire by it). Version 0 commits, written
+//! before it existed, are still read; their commit time is unknown.
 //!
 //! A snapshot is every committed offset, written as commits from `start_offset` on and closed
 //! by a snapshot-complete record: the log from `start_offset` replays to the same offsets as
@@ -28,6 +34,8 @@ use super::{GROUP_ID_BYTES_MAX, OFFSET_METADATA_BYTES_MAX, TOPIC_NAME_BYTES_MAX}
 /// The only format version written so far. Bump it (and keep decoding the old one) when
 /// the layout changes.
 pub const OFFSET_RECORD_FORMAT_VERSION: u8 = 0;
+/// The value version of a commit that carries its commit time.
+pub const COMMIT_VALUE_TIMESTAMPED_VERSION: u8 = 1;
 
 const KIND_OFFSET_COMMIT: u8 = 0;
 const KIND_GROUP_TOMBSTONE: u8 = 1;
@@ -48,8 +56,11 @@ pub enum OffsetRecord {
         offset: i64,
         leader_epoch: i32,
         metadata: String,
+        /// The coordinator's wall-clock time of the commit. `None`: read from a version 0
+        /// record, which did not say.
+        commit_timestamp_ms: Option<i64>,
     },
-    /// The group was deleted: forget all of its offsets.
+    /// The group was deleted (or its offsets expired): forget all of its offsets.
     GroupTombstone { group_id: String },
     /// The records from `start_offset` up to this one hold every committed offset there was
     /// when they were written. Replay ignores it; cleanup of the offsets log looks for it.
@@ -89,6 +100,7 @@ impl OffsetRecord {
                 offset,
                 leader_epoch,
                 metadata,
+                commit_timestamp_ms,
             } => {
                 assert!(*partition >= 0);
                 key.push(KIND_OFFSET_COMMIT);
@@ -98,6 +110,10 @@ impl OffsetRecord {
                 value.extend_from_slice(&offset.to_be_bytes());
                 value.extend_from_slice(&leader_epoch.to_be_bytes());
                 put_string(&mut value, metadata, OFFSET_METADATA_BYTES_MAX);
+                if let Some(timestamp_ms) = commit_timestamp_ms {
+                    value[0] = COMMIT_VALUE_TIMESTAMPED_VERSION;
+                    value.extend_from_slice(&timestamp_ms.to_be_bytes());
+                }
             }
             OffsetRecord::GroupTombstone { group_id } => {
                 key.push(KIND_GROUP_TOMBSTONE);
@@ -117,12 +133,26 @@ impl OffsetRecord {
     pub fn decode(key: &[u8], value: &[u8]) -> Result<Self, OffsetRecordError> {
         let mut key = Reader { bytes: key };
         let mut value = Reader { bytes: value };
-        for version in [key.u8()?, value.u8()?] {
-            if version != OFFSET_RECORD_FORMAT_VERSION {
-                return Err(OffsetRecordError::UnsupportedVersion(version));
-            }
+        let key_version = key.u8()?;
+        if key_version != OFFSET_RECORD_FORMAT_VERSION {
+            return Err(OffsetRecordError::UnsupportedVersion(key_version));
         }
+        let value_version = value.u8()?;
         let kind = key.u8()?;
+        if ![
+            KIND_OFFSET_COMMIT,
+            KIND_GROUP_TOMBSTONE,
+            KIND_SNAPSHOT_COMPLETE,
+        ]
+        .contains(&kind)
+        {
+            return Err(OffsetRecordError::UnknownKind(kind));
+        }
+        let value_version_known = value_version == OFFSET_RECORD_FORMAT_VERSION
+            || (kind == KIND_OFFSET_COMMIT && value_version == COMMIT_VALUE_TIMESTAMPED_VERSION);
+        if !value_version_known {
+            return Err(OffsetRecordError::UnsupportedVersion(value_version));
+        }
         let record = match kind {
             KIND_OFFSET_COMMIT => {
                 let group_id = key.string(GROUP_ID_BYTES_MAX)?;
@@ -138,6 +168,11 @@ impl OffsetRecord {
                     offset: value.i64()?,
                     leader_epoch: value.i32()?,
                     metadata: value.string(OFFSET_METADATA_BYTES_MAX)?,
+                    commit_timestamp_ms: if value_version == COMMIT_VALUE_TIMESTAMPED_VERSION {
+                        Some(value.i64()?)
+                    } else {
+                        None
+                    },
                 }
             }
             KIND_GROUP_TOMBSTONE => OffsetRecord::GroupTombstone {
@@ -228,6 +263,7 @@ mod tests {
             offset: 1234,
             leader_epoch: 7,
             metadata: "consumer-1".to_owned(),
+            commit_timestamp_ms: Some(1_700_000_000_123),
         }
     }
 
@@ -242,7 +278,15 @@ mod tests {
         };
         let mut text = String::new();
         let snapshot = OffsetRecord::SnapshotComplete { start_offset: 4321 };
-        for record in [commit(), tombstone, snapshot] {
+        let mut untimed = commit();
+        if let OffsetRecord::Commit {
+            commit_timestamp_ms,
+            ..
+        } = &mut untimed
+        {
+            *commit_timestamp_ms = None;
+        }
+        for record in [commit(), untimed, tombstone, snapshot] {
             let (key, value) = record.encode();
             text.push_str(&format!(
                 "{record:?}\nkey   {}\nvalue {}\n",
@@ -282,6 +326,15 @@ mod tests {
             OffsetRecord::decode(&key, &trailing),
             Err(OffsetRecordError::TrailingBytes(1))
         );
+        let tombstone = OffsetRecord::GroupTombstone {
+            group_id: "payments".to_owned(),
+        };
+        let (tombstone_key, mut tombstone_value) = tombstone.encode();
+        tombstone_value[0] = COMMIT_VALUE_TIMESTAMPED_VERSION;
+        assert_eq!(
+            OffsetRecord::decode(&tombstone_key, &tombstone_value),
+            Err(OffsetRecordError::UnsupportedVersion(1))
+        );
         let mut not_utf8 = key.clone();
         not_utf8[4] = 0xff;
         assert_eq!(
@@ -299,12 +352,15 @@ mod tests {
             offset in any::<i64>(),
             leader_epoch in any::<i32>(),
             metadata in ".{0,50}",
+            commit_timestamp_ms in proptest::option::of(any::<i64>()),
             kind in 0u8..3,
         ) {
             let record = match kind {
                 0 => OffsetRecord::GroupTombstone { group_id },
                 1 => OffsetRecord::SnapshotComplete { start_offset: offset },
-                _ => OffsetRecord::Commit { group_id, topic, partition, offset, leader_epoch, metadata },
+                _ => OffsetRecord::Commit {
+                    group_id, topic, partition, offset, leader_epoch, metadata, commit_timestamp_ms,
+                },
             };
             let (key, value) = record.encode();
             prop_assert_eq!(OffsetRecord::decode(&key, &value), Ok(record));

@@ -10,6 +10,8 @@ pub(crate) struct CommittedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// The coordinator's wall-clock time of the commit, if known.
+    pub commit_timestamp_ms: Option<i64>,
 }
 
 /// group id -> (topic, partition) -> committed offset. Ordered maps, so fetches of a whole
@@ -30,6 +32,7 @@ impl OffsetStore {
                 offset,
                 leader_epoch,
                 metadata,
+                commit_timestamp_ms,
             } => {
                 self.groups.entry(group_id.clone()).or_default().insert(
                     (topic.clone(), *partition),
@@ -37,6 +40,7 @@ impl OffsetStore {
                         offset: *offset,
                         leader_epoch: *leader_epoch,
                         metadata: metadata.clone(),
+                        commit_timestamp_ms: *commit_timestamp_ms,
                     },
                 );
             }
@@ -63,6 +67,7 @@ impl OffsetStore {
                         offset: committed.offset,
                         leader_epoch: committed.leader_epoch,
                         metadata: committed.metadata.clone(),
+                        commit_timestamp_ms: committed.commit_timestamp_ms,
                     })
             })
             .collect()
@@ -89,6 +94,16 @@ impl OffsetStore {
     pub fn group_ids(&self) -> impl Iterator<Item = &String> {
         self.groups.keys()
     }
+
+    /// The latest commit time among a group's offsets; `None` if the group has no offsets or
+    /// the time of one of them is unknown (such a group is never old).
+    pub fn last_commit_ms(&self, group_id: &str) -> Option<i64> {
+        let partitions = self.groups.get(group_id)?;
+        partitions
+            .values()
+            .map(|committed| committed.commit_timestamp_ms)
+            .try_fold(i64::MIN, |latest, timestamp| Some(latest.max(timestamp?)))
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +118,7 @@ mod tests {
             group: u8,
             partition: u8,
             offset: i64,
+            timestamp_ms: Option<i64>,
         },
         DeleteGroup {
             group: u8,
@@ -113,8 +129,10 @@ mod tests {
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            6 => (0u8..4, 0u8..3, 0i64..1_000)
-                .prop_map(|(group, partition, offset)| Step::Commit { group, partition, offset }),
+            6 => (0u8..4, 0u8..3, 0i64..1_000, proptest::option::of(0i64..1_000))
+                .prop_map(|(group, partition, offset, timestamp_ms)| {
+                    Step::Commit { group, partition, offset, timestamp_ms }
+                }),
             1 => (0u8..4).prop_map(|group| Step::DeleteGroup { group }),
             1 => Just(Step::Snapshot),
         ]
@@ -126,6 +144,29 @@ mod tests {
             store.apply(record);
         }
         store
+    }
+
+    #[test]
+    fn a_group_is_as_old_as_its_latest_commit_and_unknown_times_are_never_old() {
+        let commit = |partition: i32, timestamp_ms: Option<i64>| OffsetRecord::Commit {
+            group_id: "g".to_owned(),
+            topic: "orders".to_owned(),
+            partition,
+            offset: 1,
+            leader_epoch: 0,
+            metadata: String::new(),
+            commit_timestamp_ms: timestamp_ms,
+        };
+        let mut store = OffsetStore::default();
+        assert_eq!(store.last_commit_ms("g"), None);
+        store.apply(&commit(0, Some(500)));
+        store.apply(&commit(1, Some(900)));
+        store.apply(&commit(2, Some(100)));
+        assert_eq!(store.last_commit_ms("g"), Some(900));
+        store.apply(&commit(1, Some(200)));
+        assert_eq!(store.last_commit_ms("g"), Some(500));
+        store.apply(&commit(3, None));
+        assert_eq!(store.last_commit_ms("g"), None);
     }
 
     proptest! {
@@ -140,14 +181,17 @@ mod tests {
             let mut latest_start = None;
             for step in steps {
                 let written = match step {
-                    Step::Commit { group, partition, offset } => vec![OffsetRecord::Commit {
-                        group_id: format!("group-{group}"),
-                        topic: "orders".to_owned(),
-                        partition: i32::from(partition),
-                        offset,
-                        leader_epoch: 0,
-                        metadata: String::new(),
-                    }],
+                    Step::Commit { group, partition, offset, timestamp_ms } => {
+                        vec![OffsetRecord::Commit {
+                            group_id: format!("group-{group}"),
+                            topic: "orders".to_owned(),
+                            partition: i32::from(partition),
+                            offset,
+                            leader_epoch: 0,
+                            metadata: String::new(),
+                            commit_timestamp_ms: timestamp_ms,
+                        }]
+                    }
                     Step::DeleteGroup { group } => vec![OffsetRecord::GroupTombstone {
                         group_id: format!("group-{group}"),
                     }],

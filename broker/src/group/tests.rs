@@ -32,6 +32,8 @@ const INITIAL_DELAY_MS: u64 = 100;
 /// scenarios skip the two-step join, which has its own test.
 const JOIN_VERSION: i16 = 5;
 const JOIN_VERSION_DYNAMIC: i16 = 3;
+/// The wall-clock time the tests' coordinators commit at, unless a test moves it.
+const COMMIT_WALL_MS: i64 = 1_700_000_000_000;
 
 fn code(error: ResponseError) -> i16 {
     error.code()
@@ -603,21 +605,33 @@ fn fetch_one(coordinator: &GroupCoordinator, group_id: &str, topic: &str, partit
 fn offset_commit_is_validated_against_the_generation() {
     let mut coordinator = coordinator();
     let (leader, _follower) = stable_group_of_two(&mut coordinator);
-    let stale =
-        coordinator.prepare_offset_commit(1_000, 8, &commit_request(&leader, 0, &[("t", 0, 5)]));
+    let stale = coordinator.prepare_offset_commit(
+        1_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 0, &[("t", 0, 5)]),
+    );
     assert_eq!(
         commit_errors(&stale),
         vec![code(ResponseError::IllegalGeneration)]
     );
     assert!(stale.records.is_empty());
-    let stranger =
-        coordinator.prepare_offset_commit(1_000, 8, &commit_request("stranger", 1, &[("t", 0, 5)]));
+    let stranger = coordinator.prepare_offset_commit(
+        1_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request("stranger", 1, &[("t", 0, 5)]),
+    );
     assert_eq!(
         commit_errors(&stranger),
         vec![code(ResponseError::UnknownMemberId)]
     );
-    let simple =
-        coordinator.prepare_offset_commit(1_000, 8, &commit_request("", -1, &[("t", 0, 5)]));
+    let simple = coordinator.prepare_offset_commit(
+        1_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request("", -1, &[("t", 0, 5)]),
+    );
     assert_eq!(
         commit_errors(&simple),
         vec![code(ResponseError::UnknownMemberId)]
@@ -625,6 +639,7 @@ fn offset_commit_is_validated_against_the_generation() {
 
     let good = coordinator.prepare_offset_commit(
         1_000,
+        COMMIT_WALL_MS,
         8,
         &commit_request(&leader, 1, &[("t", 0, 5), ("t", 1, 7)]),
     );
@@ -639,16 +654,24 @@ fn offset_commit_is_validated_against_the_generation() {
     // During a rebalance the current generation may still commit; once the join
     // completes, commits wait for the sync.
     join(&mut coordinator, 2_000, 50, "", None);
-    let during =
-        coordinator.prepare_offset_commit(2_000, 8, &commit_request(&leader, 1, &[("t", 0, 6)]));
+    let during = coordinator.prepare_offset_commit(
+        2_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 1, &[("t", 0, 6)]),
+    );
     assert_eq!(commit_errors(&during), vec![0]);
     coordinator.tick(2_000 + REBALANCE_TIMEOUT_MS as u64);
     assert_eq!(
         coordinator.group_state(GROUP),
         GroupState::CompletingRebalance
     );
-    let completing =
-        coordinator.prepare_offset_commit(40_000, 8, &commit_request(&leader, 2, &[("t", 0, 6)]));
+    let completing = coordinator.prepare_offset_commit(
+        40_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 2, &[("t", 0, 6)]),
+    );
     assert_eq!(
         commit_errors(&completing),
         vec![code(ResponseError::RebalanceInProgress)]
@@ -658,7 +681,7 @@ fn offset_commit_is_validated_against_the_generation() {
     let mut request = commit_request("", -1, &[("t", 0, 1)]);
     request.group_id = GroupId(text("standalone"));
     request.topics[0].partitions[0].committed_metadata = Some(text(&too_large));
-    let prepared = coordinator.prepare_offset_commit(40_000, 8, &request);
+    let prepared = coordinator.prepare_offset_commit(40_000, COMMIT_WALL_MS, 8, &request);
     assert_eq!(
         commit_errors(&prepared),
         vec![code(ResponseError::OffsetMetadataTooLarge)]
@@ -668,14 +691,19 @@ fn offset_commit_is_validated_against_the_generation() {
 #[test]
 fn standalone_consumers_commit_with_generation_minus_one() {
     let mut coordinator = coordinator();
-    let prepared =
-        coordinator.prepare_offset_commit(0, 8, &commit_request("", -1, &[("t", 3, 42)]));
+    let prepared = coordinator.prepare_offset_commit(
+        0,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request("", -1, &[("t", 3, 42)]),
+    );
     assert_eq!(commit_errors(&prepared), vec![0]);
     coordinator.apply_offset_commit(&prepared.records);
     assert_eq!(fetch_one(&coordinator, GROUP, "t", 3), 42);
     assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
     let stale = GroupCoordinator::new(GroupConfig::default()).prepare_offset_commit(
         0,
+        COMMIT_WALL_MS,
         8,
         &commit_request("member", 3, &[("t", 3, 42)]),
     );
@@ -690,6 +718,7 @@ fn offset_fetch_handles_unknown_partitions_all_topics_and_batches() {
     let mut coordinator = coordinator();
     let prepared = coordinator.prepare_offset_commit(
         0,
+        COMMIT_WALL_MS,
         8,
         &commit_request("", -1, &[("a", 0, 1), ("b", 2, 3)]),
     );
@@ -746,8 +775,12 @@ fn offset_fetch_handles_unknown_partitions_all_topics_and_batches() {
 fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
     let mut coordinator = coordinator();
     let (leader, follower) = stable_group_of_two(&mut coordinator);
-    let prepared =
-        coordinator.prepare_offset_commit(200, 8, &commit_request(&leader, 1, &[("t", 0, 9)]));
+    let prepared = coordinator.prepare_offset_commit(
+        200,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 1, &[("t", 0, 9)]),
+    );
     coordinator.apply_offset_commit(&prepared.records);
     let request = DeleteGroupsRequest::default()
         .with_groups_names(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
@@ -791,7 +824,7 @@ fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
 fn describe_and_list_groups() {
     let mut coordinator = coordinator();
     let (leader, _follower) = stable_group_of_two(&mut coordinator);
-    let prepared = coordinator.prepare_offset_commit(0, 8, &{
+    let prepared = coordinator.prepare_offset_commit(0, COMMIT_WALL_MS, 8, &{
         let mut request = commit_request("", -1, &[("t", 0, 1)]);
         request.group_id = GroupId(text("offsets-only"));
         request
@@ -873,6 +906,11 @@ enum OffsetOperation {
         group: u8,
     },
     Reload,
+    /// Both clocks move on.
+    Advance {
+        ms: u64,
+    },
+    Expire,
 }
 
 fn offset_operation() -> impl Strategy<Value = OffsetOperation> {
@@ -881,7 +919,22 @@ fn offset_operation() -> impl Strategy<Value = OffsetOperation> {
         3 => (0u8..3).prop_map(|group| OffsetOperation::Fetch { group }),
         1 => (0u8..3).prop_map(|group| OffsetOperation::Delete { group }),
         1 => Just(OffsetOperation::Reload),
+        2 => (0u64..600).prop_map(|ms| OffsetOperation::Advance { ms }),
+        2 => Just(OffsetOperation::Expire),
     ]
+}
+
+/// Offsets expire quickly; a coordinator that loaded them waits the shorter session time.
+const MODEL_RETENTION_MS: u64 = 1_000;
+const MODEL_SESSION_MAX_MS: u64 = 400;
+
+fn expiring_coordinator() -> GroupCoordinator {
+    GroupCoordinator::new(GroupConfig {
+        session_timeout_ms_min: 100,
+        session_timeout_ms_max: MODEL_SESSION_MAX_MS,
+        offsets_retention_ms: MODEL_RETENTION_MS,
+        ..GroupConfig::default()
+    })
 }
 
 fn group_name(group: u8) -> String {
@@ -911,21 +964,44 @@ fn fetch_all(coordinator: &GroupCoordinator, group: u8) -> BTreeMap<(String, i32
 proptest! {
     #[test]
     fn committed_offsets_match_a_model(operations in proptest::collection::vec(offset_operation(), 1..60)) {
-        let mut coordinator = coordinator();
+        let mut coordinator = expiring_coordinator();
         // The offsets log as the driver would store it: encoded (key, value) pairs.
         let mut log: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut model: BTreeMap<u8, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        // The model's clocks: monotonic `now_ms`, wall = COMMIT_WALL_MS + now_ms. Every group
+        // here is a standalone consumer's, without members.
+        let mut now_ms: u64 = 0;
+        let wall = |now_ms: u64| COMMIT_WALL_MS + now_ms as i64;
+        let mut last_commit_ms: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut loaded_at_ms: u64 = 0;
         for operation in operations {
             match operation {
                 OffsetOperation::Commit { group, topic, partition, offset } => {
                     let topic = format!("topic-{topic}");
                     let mut request = commit_request("", -1, &[(&topic, partition, offset)]);
                     request.group_id = GroupId(text(&group_name(group)));
-                    let prepared = coordinator.prepare_offset_commit(0, 8, &request);
+                    let prepared = coordinator.prepare_offset_commit(now_ms, wall(now_ms), 8, &request);
                     prop_assert_eq!(commit_errors(&prepared), vec![0]);
                     log.extend(prepared.records.iter().map(OffsetRecord::encode));
                     coordinator.apply_offset_commit(&prepared.records);
                     model.entry(group).or_default().insert((topic, partition), offset);
+                    last_commit_ms.insert(group, now_ms);
+                }
+                OffsetOperation::Advance { ms } => now_ms += ms,
+                OffsetOperation::Expire => {
+                    let tombstones = coordinator.expire_offsets(now_ms, wall(now_ms));
+                    let grace_over = now_ms - loaded_at_ms >= MODEL_RETENTION_MS.min(MODEL_SESSION_MAX_MS);
+                    let expected: Vec<OffsetRecord> = model
+                        .keys()
+                        .filter(|group| grace_over && now_ms - last_commit_ms[*group] >= MODEL_RETENTION_MS)
+                        .map(|group| OffsetRecord::GroupTombstone { group_id: group_name(*group) })
+                        .collect();
+                    prop_assert_eq!(&tombstones, &expected);
+                    for tombstone in &tombstones {
+                        let OffsetRecord::GroupTombstone { group_id } = tombstone else { unreachable!() };
+                        model.retain(|group, _| group_name(*group) != *group_id);
+                    }
+                    log.extend(tombstones.iter().map(OffsetRecord::encode));
                 }
                 OffsetOperation::Fetch { group } => {
                     let expected = model.get(&group).cloned().unwrap_or_default();
@@ -939,12 +1015,13 @@ proptest! {
                     log.extend(records.iter().map(OffsetRecord::encode));
                 }
                 OffsetOperation::Reload => {
-                    coordinator = self::coordinator();
+                    coordinator = expiring_coordinator();
                     let records: Vec<OffsetRecord> = log
                         .iter()
                         .map(|(key, value)| OffsetRecord::decode(key, value).expect("written by encode"))
                         .collect();
-                    coordinator.load_offset_records(records);
+                    coordinator.load_offset_records(records, now_ms, wall(now_ms));
+                    loaded_at_ms = now_ms;
                 }
             }
         }
@@ -1251,7 +1328,7 @@ fn responses_encode_at_every_version() {
     for version in 2..=9i16 {
         let mut request = commit_request(&leader, 1, &[("t", 0, 5), ("t", 1, 6)]);
         request.topics[0].partitions[0].committed_leader_epoch = 3;
-        let prepared = coordinator.prepare_offset_commit(500, version, &request);
+        let prepared = coordinator.prepare_offset_commit(500, COMMIT_WALL_MS, version, &request);
         assert_encodes(&prepared.response, version, "OffsetCommitResponse");
         coordinator.apply_offset_commit(&prepared.records);
     }
@@ -1323,4 +1400,129 @@ fn responses_encode_at_every_version() {
             "DeleteGroupsResponse",
         );
     }
+}
+
+// ---- Expiry of committed offsets (offsets.retention.minutes) ----
+
+const RETENTION_MS: u64 = 60_000;
+
+fn coordinator_with_retention(session_timeout_ms_max: u64) -> GroupCoordinator {
+    GroupCoordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        session_timeout_ms_min: 1_000,
+        session_timeout_ms_max,
+        offsets_retention_ms: RETENTION_MS,
+        ..GroupConfig::default()
+    })
+}
+
+fn tombstone(group_id: &str) -> OffsetRecord {
+    OffsetRecord::GroupTombstone {
+        group_id: group_id.to_owned(),
+    }
+}
+
+#[test]
+fn offsets_expire_once_the_group_has_been_empty_and_uncommitted_for_the_retention() {
+    let mut coordinator = coordinator_with_retention(1_800_000);
+    let (leader, follower) = stable_group_of_two(&mut coordinator);
+    let commit = coordinator.prepare_offset_commit(
+        1_000,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 1, &[("t", 0, 5)]),
+    );
+    coordinator.apply_offset_commit(&commit.records);
+    // With members, however old the commit, nothing expires.
+    let far_wall = COMMIT_WALL_MS + 10 * RETENTION_MS as i64;
+    assert_eq!(coordinator.expire_offsets(40_000, far_wall), vec![]);
+    for member in [&leader, &follower] {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_member_id(text(member));
+        coordinator.leave_group(50_000, 2, request);
+    }
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+    // Empty since 50 s: not for the whole retention yet.
+    assert_eq!(coordinator.expire_offsets(109_999, far_wall), vec![]);
+    // Empty long enough, but committed within the retention by the wall clock.
+    let recent_wall = COMMIT_WALL_MS + RETENTION_MS as i64 - 1;
+    assert_eq!(coordinator.expire_offsets(110_000, recent_wall), vec![]);
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), 5);
+    let due_wall = COMMIT_WALL_MS + RETENTION_MS as i64;
+    assert_eq!(
+        coordinator.expire_offsets(110_000, due_wall),
+        vec![tombstone(GROUP)]
+    );
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), -1);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Dead);
+    assert_eq!(coordinator.expire_offsets(200_000, far_wall), vec![]);
+}
+
+#[test]
+fn a_new_coordinator_expires_idle_groups_after_a_session_timeout_and_dates_untimed_commits_at_load()
+{
+    let session_timeout_ms_max = 20_000;
+    let mut coordinator = coordinator_with_retention(session_timeout_ms_max);
+    let commit = |group_id: &str, commit_timestamp_ms| OffsetRecord::Commit {
+        group_id: group_id.to_owned(),
+        topic: "t".to_owned(),
+        partition: 0,
+        offset: 7,
+        leader_epoch: 0,
+        metadata: String::new(),
+        commit_timestamp_ms,
+    };
+    let loaded_wall = COMMIT_WALL_MS + 100_000;
+    coordinator.load_offset_records(
+        vec![
+            commit("timed", Some(COMMIT_WALL_MS)),
+            commit("untimed", None),
+        ],
+        5_000,
+        loaded_wall,
+    );
+    // The snapshot records the load time for the commit that had none.
+    assert!(coordinator
+        .offsets_snapshot()
+        .contains(&commit("untimed", Some(loaded_wall))));
+    // Members of a live group would rejoin within a session timeout of the load.
+    let grace_end = 5_000 + session_timeout_ms_max;
+    assert_eq!(
+        coordinator.expire_offsets(grace_end - 1, loaded_wall + 10 * RETENTION_MS as i64),
+        vec![]
+    );
+    let wall = loaded_wall + RETENTION_MS as i64 - 1;
+    assert_eq!(
+        coordinator.expire_offsets(grace_end, wall),
+        vec![tombstone("timed")]
+    );
+    assert_eq!(
+        coordinator.expire_offsets(grace_end, wall + 1),
+        vec![tombstone("untimed")]
+    );
+}
+
+#[test]
+fn a_member_joining_keeps_the_offsets_of_a_group_known_only_by_them() {
+    let mut coordinator = coordinator_with_retention(20_000);
+    coordinator.load_offset_records(
+        vec![OffsetRecord::Commit {
+            group_id: GROUP.to_owned(),
+            topic: "t".to_owned(),
+            partition: 0,
+            offset: 3,
+            leader_epoch: 0,
+            metadata: String::new(),
+            commit_timestamp_ms: Some(COMMIT_WALL_MS),
+        }],
+        0,
+        COMMIT_WALL_MS + 10 * RETENTION_MS as i64,
+    );
+    let (_leader, _follower) = stable_group_of_two(&mut coordinator);
+    assert_eq!(
+        coordinator.expire_offsets(100_000, COMMIT_WALL_MS + 10 * RETENTION_MS as i64),
+        vec![]
+    );
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), 3);
 }

@@ -4,6 +4,7 @@
 //! ```text
 //!   JoinGroup ─► token + oneshot ─► coordinator.join_group ─► outputs ─► deliver(token) ─► reply
 //!   ticker task: sleep until the coordinator's next deadline ─► tick ─► deliver
+//!                every offsets.retention.check.interval.ms ─► expire offsets (own task)
 //!   OffsetCommit ─► prepare ─► append records to __consumer_offsets ─► wait durable ─► apply
 //!   start-up: replay __consumer_offsets ─► load_offset_records
 //! ```
@@ -45,6 +46,8 @@ pub struct GroupService {
     origin: Instant,
     /// Wakes the ticker early: a request may have moved the next deadline closer.
     wake: Notify,
+    /// Set while an expiry pass runs, so that passes never pile up behind a slow append.
+    expiring: AtomicBool,
     /// Held shared by each offset commit and group deletion from the moment it changes the
     /// coordinator until its records are durable (or have failed), and exclusively while a
     /// snapshot of the offsets is written: see [`super::offsets_cleanup`].
@@ -60,6 +63,7 @@ impl GroupService {
             initial_rebalance_delay_ms: broker_config.group_initial_rebalance_delay_ms,
             session_timeout_ms_min: broker_config.group_session_timeout_ms_min,
             session_timeout_ms_max: broker_config.group_session_timeout_ms_max,
+            offsets_retention_ms: broker_config.offsets_retention_ms,
             ..GroupConfig::default()
         };
         Self {
@@ -70,6 +74,7 @@ impl GroupService {
             next_token: AtomicU64::new(1),
             origin,
             wake: Notify::new(),
+            expiring: AtomicBool::new(false),
             offsets_writes: tokio::sync::RwLock::new(()),
             snapshots: Mutex::new(SnapshotScan::default()),
             stop: Notify::new(),
@@ -135,7 +140,11 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
     let records =
         records.map_err(|error| StartError::DataDirectory(super::TopicError::Storage(error)))?;
     tracing::info!(records = records.len(), "replayed committed group offsets");
-    broker.groups.coordinator().load_offset_records(records);
+    let now_ms = broker.groups.now_ms(broker.seams.clock.now());
+    broker
+        .groups
+        .coordinator()
+        .load_offset_records(records, now_ms, broker.seams.clock.wall_ms());
     tasks::spawn(ticker(broker.clone()));
     Ok(())
 }
@@ -156,7 +165,8 @@ pub async fn take_over(broker: &Arc<Broker>, term: u64) {
     let service = &broker.groups;
     let mut coordinator = GroupCoordinator::new(service.config);
     let count = records.len();
-    coordinator.load_offset_records(records);
+    let now_ms = service.now_ms(broker.seams.clock.now());
+    coordinator.load_offset_records(records, now_ms, broker.seams.clock.wall_ms());
     let leadership = partition.leadership();
     let node = broker.cluster.get().map(|cluster| cluster.node_id);
     if leadership.term != term || leadership.leader != node {
@@ -213,13 +223,21 @@ fn replay_offsets(partition: &Partition) -> Result<Vec<OffsetRecord>, String> {
 
 async fn ticker(broker: Arc<Broker>) {
     let service = &broker.groups;
+    let expiry_interval_ms = broker.config.offsets_retention_check_interval_ms;
+    let mut next_expiry_ms = expiry_interval_ms;
     loop {
         let now_ms = service.now_ms(broker.seams.clock.now());
         let outputs = service.coordinator().tick(now_ms);
         service.deliver(outputs);
+        if now_ms >= next_expiry_ms {
+            next_expiry_ms = now_ms.saturating_add(expiry_interval_ms);
+            if service.is_serving() && !service.expiring.swap(true, Ordering::AcqRel) {
+                tasks::spawn(expire_offsets(broker.clone()));
+            }
+        }
         let next = service.coordinator().next_deadline_ms();
         let sleep_ms = next
-            .map(|deadline| deadline.saturating_sub(now_ms))
+            .map(|deadline| deadline.min(next_expiry_ms).saturating_sub(now_ms))
             .unwrap_or(GROUP_TICK_INTERVAL_MS_MAX)
             .clamp(1, GROUP_TICK_INTERVAL_MS_MAX);
         tokio::select! {
@@ -229,6 +247,34 @@ async fn ticker(broker: Arc<Broker>) {
             _ = service.stop.notified() => return,
         }
     }
+}
+
+/// One expiry pass: the coordinator forgets the groups whose offsets expired, and their
+/// tombstones are made durable. Like a group deletion, it holds the offsets writes shared
+/// so that no snapshot is taken between the two. If the append fails, this coordinator has
+/// forgotten offsets its log still holds; the next coordinator to load them expires them
+/// again.
+async fn expire_offsets(broker: Arc<Broker>) {
+    let service = &broker.groups;
+    {
+        let _writing = service.offsets_writes.read().await;
+        let now_ms = service.now_ms(broker.seams.clock.now());
+        let tombstones = service
+            .coordinator()
+            .expire_offsets(now_ms, broker.seams.clock.wall_ms());
+        if !tombstones.is_empty() {
+            match persist(&broker, &tombstones).await {
+                Ok(()) => tracing::info!(
+                    groups = tombstones.len(),
+                    "deleted the committed offsets of groups past offsets.retention.minutes"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, groups = tombstones.len(), "could not persist expired offsets")
+                }
+            }
+        }
+    }
+    service.expiring.store(false, Ordering::Release);
 }
 
 /// Encodes offset records as a record batch for the offsets log.

@@ -247,6 +247,7 @@ mod tests {
                 offset: i64::from(i) * 10,
                 leader_epoch: 1,
                 metadata: "m".repeat(200),
+                commit_timestamp_ms: Some(1_700_000_000_000 + i64::from(i)),
             })
             .collect();
         let batches = snapshot_batches(records.clone());

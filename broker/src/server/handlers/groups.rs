@@ -186,11 +186,12 @@ pub async fn offset_commit(
         return OffsetCommitResponse::default().with_topics(topics);
     }
     let _writing = broker.groups.offsets_writes.read().await;
-    let prepared =
-        broker
-            .groups
-            .coordinator()
-            .prepare_offset_commit(now_ms(broker), version, &request);
+    let prepared = broker.groups.coordinator().prepare_offset_commit(
+        now_ms(broker),
+        broker.seams.clock.wall_ms(),
+        version,
+        &request,
+    );
     let mut response = prepared.response;
     if let Err(error) = groups::persist(broker, &prepared.records).await {
         tracing::warn!(%error, "could not persist committed offsets");
