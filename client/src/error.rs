@@ -306,6 +306,14 @@ pub enum ConsumeError {
         /// The broker's error code.
         error: ResponseError,
     },
+    /// An OffsetCommit was sent but no answer came (a timeout or a broken connection). It
+    /// may still take effect, even after a later commit: it is not retried, since a retry
+    /// could succeed first and then be overwritten by this attempt arriving late.
+    #[error("the offset commit's outcome is unknown: {reason}")]
+    CommitOutcomeUnknown {
+        /// What went wrong in transport.
+        reason: String,
+    },
     /// The broker refused a request with a Kafka error.
     #[error("{operation} failed: {error}")]
     Broker {

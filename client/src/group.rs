@@ -370,7 +370,9 @@ impl GroupMember {
     }
 
     /// Commits `offsets` (the next offset to consume per partition) for the current
-    /// generation, or as a non-member when this member never joined.
+    /// generation, or as a non-member when this member never joined. Errors the broker
+    /// answered with are retried where Kafka says so; a request that got no answer is not
+    /// (see [`ConsumeError::CommitOutcomeUnknown`]).
     pub async fn commit(
         &mut self,
         offsets: &BTreeMap<TopicPartition, i64>,
@@ -423,7 +425,10 @@ impl GroupMember {
         let timeout = coordinator.request_timeout();
         let response = self
             .send_to_coordinator(&coordinator, &request, version, timeout)
-            .await?;
+            .await
+            .map_err(|error| ConsumeError::CommitOutcomeUnknown {
+                reason: error.to_string(),
+            })?;
         let first_error = response
             .topics
             .iter()

@@ -177,15 +177,14 @@ async fn monitor(
                 incarnation.broker = Some(broker.clone());
                 incarnation.checked.clear();
             }
-            let first_look = incarnation.checked.is_empty();
             for (key, partition) in replicas_of(&broker) {
-                // A restart's recovered logs are checked once, as soon as the broker runs. In a
-                // cluster, replicas appear as the metadata log is applied, each with new
-                // unsynced entries by the time it shows: their check waits for a disk whose
-                // reads are exact (a read fault there is no recovery bug), and never reads an
-                // offline replica, whose unsynced contents are unknown by definition.
-                let checkable = (first_look && !partition.is_replicated())
-                    || (reads_are_exact(&disks[index]) && !partition.is_offline());
+                // Each partition's log is checked once per incarnation of its broker, on a disk
+                // whose reads are exact (a read fault during the check is no recovery bug): as
+                // soon as the broker runs if its disk reads exactly, else once the faults are
+                // healed. In a cluster, replicas appear as the metadata log is applied. An
+                // offline replica is never read, its unsynced contents being unknown by
+                // definition.
+                let checkable = reads_are_exact(&disks[index]) && !partition.is_offline();
                 if checkable && incarnation.checked.insert(key.clone()) {
                     if let Err(problem) = partition.check_consistency() {
                         state
@@ -334,6 +333,8 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         .collect();
     let setup_node = client_node("setup".to_string(), [10, 0, 3, 1]);
     let drain_node = client_node("drain".to_string(), [10, 0, 3, 2]);
+    // Not among `clients`: the nemesis never cuts it off, so its reads keep coming.
+    let quiet_node = client_node("quiet".to_string(), [10, 0, 3, 3]);
 
     let (stop_monitor, monitor_stop) = watch::channel(false);
     let slots = brokers.iter().map(|broker| broker.slot.clone()).collect();
@@ -379,6 +380,12 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         );
         client_tasks.push(node.spawn(task));
     }
+    client_tasks.push(quiet_node.spawn(workload::run_quiet_group(
+        world.clone(),
+        bootstrap.clone(),
+        recorder.clone(),
+        phase.clone(),
+    )));
     nemesis::run_schedule(&world, &mut brokers, &clients, &recorder, safety_start).await;
     tokio::time::sleep_until(safety_start + Duration::from_millis(world.phases.safety_ms)).await;
 

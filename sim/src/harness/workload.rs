@@ -16,6 +16,10 @@
 //!   consumer reads the group's committed offsets of every partition of its topic: `ok` with
 //!   what the coordinator returned (or `fail`: a read changes nothing), which the checker
 //!   holds to the commits before it.
+//! - The quiet group: one more client commits a single offset for a group of its own, as a
+//!   non-member, and then only reads it back, every [`QUIET_READ_INTERVAL_MS`], until the run
+//!   stops. The other groups' commits meanwhile fill the offsets log, which is snapshotted and
+//!   cleaned many times over, so a cleanup or failover that loses a group's only commit shows.
 //!
 //! # Fault model
 //!
@@ -53,6 +57,12 @@ pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 pub const CLIENT_RETRY_BACKOFF_MS: u64 = 200;
 /// Failed polls in a row after which a consumer is rebuilt.
 pub const POLL_FAILURES_BEFORE_REBUILD: u32 = 5;
+/// The group of the quiet client, and the offset it commits for partition 0 of the first
+/// topic (the start: never past the log's end, which the checker would flag).
+pub const QUIET_GROUP: &str = "quiet";
+pub const QUIET_OFFSET: i64 = 0;
+/// How often the quiet client reads its group's committed offset.
+pub const QUIET_READ_INTERVAL_MS: u64 = 1_000;
 /// How long one drain poll waits.
 pub const DRAIN_POLL_TIMEOUT_MS: u64 = 1_000;
 /// Group session timeout of the workload's consumers: short, so a member cut off by a
@@ -398,6 +408,17 @@ async fn recorded_commit(recorder: &Recorder, process: u64, group: &str, consume
     if offsets.is_empty() {
         return;
     }
+    recorded_commit_offsets(recorder, process, group, consumer, offsets).await;
+}
+
+/// Commits `offsets` for `group`, recorded; true if the commit was acknowledged.
+async fn recorded_commit_offsets(
+    recorder: &Recorder,
+    process: u64,
+    group: &str,
+    consumer: &mut Consumer,
+    offsets: BTreeMap<(String, i32), i64>,
+) -> bool {
     let committed = offsets
         .iter()
         .map(|((topic, partition), offset)| CommittedOffset {
@@ -411,11 +432,12 @@ async fn recorded_commit(recorder: &Recorder, process: u64, group: &str, consume
         offsets: committed,
     };
     let id = recorder.invoke(process, op.clone());
-    let outcome = match consumer.commit_offsets(offsets).await {
-        Ok(()) => Outcome::Ok(op),
-        Err(_) => Outcome::Info(op),
+    let (outcome, acknowledged) = match consumer.commit_offsets(offsets).await {
+        Ok(()) => (Outcome::Ok(op), true),
+        Err(_) => (Outcome::Info(op), false),
     };
     recorder.complete(id, outcome);
+    acknowledged
 }
 
 /// Reads the group's committed offsets of every partition of the consumer's topic, before
@@ -424,15 +446,15 @@ async fn recorded_commit(recorder: &Recorder, process: u64, group: &str, consume
 async fn recorded_fetch_committed(
     recorder: &Recorder,
     process: u64,
-    settings: &ConsumerSettings,
+    group: &str,
+    topic: &str,
     partitions: u32,
     consumer: &mut Consumer,
-) {
-    let group = settings.group.as_str();
+) -> bool {
     let partitions: Vec<(String, i32)> = (0..partitions)
         .map(|partition| {
             (
-                settings.topic.clone(),
+                topic.to_string(),
                 i32::try_from(partition).expect("few partitions"),
             )
         })
@@ -467,7 +489,9 @@ async fn recorded_fetch_committed(
         )),
         Err(_) => Outcome::Fail(read(Vec::new())),
     };
+    let answered = matches!(outcome, Outcome::Ok(_));
     recorder.complete(id, outcome);
+    answered
 }
 
 /// One consumer process: polls (and commits) until the run stops.
@@ -520,7 +544,15 @@ pub async fn run_consumer(
                 && commit_every > 0
                 && polls % commit_every == 0
             {
-                recorded_fetch_committed(&recorder, process, &settings, partitions, active).await;
+                recorded_fetch_committed(
+                    &recorder,
+                    process,
+                    &settings.group,
+                    &settings.topic,
+                    partitions,
+                    active,
+                )
+                .await;
                 recorded_commit(&recorder, process, &settings.group, active).await;
             }
         } else {
@@ -532,6 +564,64 @@ pub async fn run_consumer(
                 }
                 tokio::time::sleep(Duration::from_millis(CLIENT_RETRY_BACKOFF_MS)).await;
             }
+        }
+    }
+    if let Some(active) = consumer {
+        active.close().await;
+    }
+}
+
+/// The quiet client (see the module notes): commits once, then reads the commit back until
+/// the run stops. Its process number follows the drain's.
+pub async fn run_quiet_group(
+    world: World,
+    bootstrap: Vec<String>,
+    recorder: Recorder,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let process = (world.workload.producers.len() + world.workload.consumers.len() + 1) as u64;
+    let Some(topic) = world
+        .workload
+        .topics
+        .first()
+        .map(|topic| topic.name.clone())
+    else {
+        return;
+    };
+    let config = ConsumerConfig {
+        group: Some(GroupConfig::new(QUIET_GROUP)),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer: Option<Consumer> = None;
+    let mut committed = false;
+    while *phase.borrow() != Phase::Stopped {
+        let Some(active) = consumer.as_mut() else {
+            let client = client_config(&bootstrap, "quiet".to_string());
+            match Consumer::connect(client, config.clone()).await {
+                Ok(built) => consumer = Some(built),
+                Err(_) => tokio::time::sleep(Duration::from_millis(CLIENT_RETRY_BACKOFF_MS)).await,
+            }
+            continue;
+        };
+        let succeeded = if committed {
+            // Ends with the run, not a read interval later.
+            let interval = tokio::time::sleep(Duration::from_millis(QUIET_READ_INTERVAL_MS));
+            tokio::select! {
+                _ = interval => {}
+                _ = phase.wait_for(|phase| *phase == Phase::Stopped) => break,
+            }
+            recorded_fetch_committed(&recorder, process, QUIET_GROUP, &topic, 1, active).await
+        } else {
+            let offsets = BTreeMap::from([((topic.clone(), 0), QUIET_OFFSET)]);
+            committed =
+                recorded_commit_offsets(&recorder, process, QUIET_GROUP, active, offsets).await;
+            committed
+        };
+        if !succeeded {
+            if let Some(stale) = consumer.take() {
+                stale.close().await;
+            }
+            tokio::time::sleep(Duration::from_millis(CLIENT_RETRY_BACKOFF_MS)).await;
         }
     }
     if let Some(active) = consumer {
