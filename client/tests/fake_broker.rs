@@ -63,6 +63,8 @@ struct State {
     drop_next_produce_response: bool,
     /// Never answer requests of this API (the connection stays open).
     silent_api: Option<ApiKey>,
+    /// OffsetCommit requests received, answered or not.
+    offset_commits_received: u32,
     next_member: u32,
     generation: i32,
     committed: BTreeMap<(String, i32), i64>,
@@ -114,8 +116,14 @@ async fn serve(mut stream: TcpStream, state: Shared) {
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
-        if state.lock().expect("not poisoned").silent_api == Some(api_key) {
-            continue;
+        {
+            let mut shared = state.lock().expect("not poisoned");
+            if api_key == ApiKey::OffsetCommit {
+                shared.offset_commits_received += 1;
+            }
+            if shared.silent_api == Some(api_key) {
+                continue;
+            }
         }
         let response = handle(&state, api_key, version, header.correlation_id, frame);
         match response {
@@ -764,6 +772,47 @@ async fn a_group_member_is_assigned_everything_and_resumes_from_its_commit() {
         .collect();
     assert_eq!(partition_zero, vec![2, 3]);
     assert_eq!(second.generation(), Some(2));
+}
+
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn an_unanswered_commit_is_reported_unknown_and_not_retried() {
+    let (address, state) = start_fake_broker().await;
+    let mut config = client_config(&address);
+    config.connection.request_timeout = Duration::from_millis(200);
+    let admin = Admin::connect(config).await.expect("admin connects");
+    admin.create_topic("c", 1, 1).await.expect("creates");
+    let config = ConsumerConfig {
+        group: Some(GroupConfig::new("committers")),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(admin.cluster().clone(), config);
+    state.lock().expect("not poisoned").silent_api = Some(ApiKey::OffsetCommit);
+    let error = consumer
+        .commit_offsets(BTreeMap::from([(("c".to_string(), 0), 1)]))
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(
+            error,
+            skiff_client::ConsumeError::CommitOutcomeUnknown { .. }
+        ),
+        "{error}"
+    );
+    // Sent once: a retry could be overtaken by the unanswered request arriving late.
+    assert_eq!(
+        state.lock().expect("not poisoned").offset_commits_received,
+        1
+    );
+    state.lock().expect("not poisoned").silent_api = None;
+    consumer
+        .commit_offsets(BTreeMap::from([(("c".to_string(), 0), 2)]))
+        .await
+        .expect("commits once answered");
+    assert_eq!(
+        state.lock().expect("not poisoned").committed[&("c".to_string(), 0)],
+        2
+    );
 }
 
 #[cfg(not(madsim))]
