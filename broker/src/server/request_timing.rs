@@ -110,6 +110,7 @@ pub fn allowed_wait(body: &RequestKind, group_session_timeout_ms_max: u64) -> Du
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::clock::Clock;
 
     fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
@@ -117,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_produce_splits_into_its_phases_and_they_add_up() {
-        let start = Instant::now();
+        let start = Clock::new().now();
         let timing = RequestTiming {
             received: start,
             allowed_wait: Duration::ZERO,
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn steps_not_taken_take_no_time() {
-        let start = Instant::now();
+        let start = Clock::new().now();
         let mut timing = RequestTiming::new(start);
         timing.dequeued = Some(start + ms(2));
         timing.completed = Some(start + ms(7));
@@ -162,7 +163,7 @@ mod tests {
 
     #[test]
     fn only_requests_over_the_threshold_are_slow() {
-        let start = Instant::now();
+        let start = Clock::new().now();
         let timing = RequestTiming::new(start);
         assert_eq!(timing.slow_phases(start + ms(10), Some(ms(10))), None);
         assert_eq!(
@@ -178,7 +179,7 @@ mod tests {
     fn a_long_poll_is_slow_only_beyond_its_wait() {
         let mut fetch = kafka_protocol::messages::FetchRequest::default();
         fetch.max_wait_ms = 500;
-        let start = Instant::now();
+        let start = Clock::new().now();
         let mut timing = RequestTiming::new(start);
         timing.allowed_wait = allowed_wait(&RequestKind::Fetch(fetch), 1_800_000);
         assert_eq!(timing.allowed_wait, ms(500));
