@@ -198,3 +198,70 @@ async fn coordinator_and_producer_id() {
         .await
     );
 }
+
+#[tokio::test]
+async fn alter_and_describe_topic_settings() {
+    let broker = broker();
+    broker
+        .create_topic(
+            "orders",
+            skiff::server::broker::TopicShape::Counts {
+                partitions: 1,
+                replication_factor: 1,
+            },
+            Default::default(),
+            false,
+        )
+        .await
+        .expect("topic created");
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("orders"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("60000"))),
+            ]),
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1")),
+    ]);
+    insta::assert_snapshot!(
+        "incremental_alter_configs_v1",
+        exchange(
+            &broker,
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            RequestKind::IncrementalAlterConfigs(alter)
+        )
+        .await
+    );
+    let topic = broker.topic("orders").expect("the topic");
+    assert_eq!(topic.log_config.retention_ms, 60_000);
+    assert_eq!(
+        topic.configs.get("retention.ms").map(String::as_str),
+        Some("60000")
+    );
+
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("orders"))
+            .with_configuration_keys(Some(vec![
+                StrBytes::from_static_str("retention.ms"),
+                StrBytes::from_static_str("segment.ms"),
+            ])),
+    ]);
+    insta::assert_snapshot!(
+        "describe_configs_after_alter_v4",
+        exchange(
+            &broker,
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(describe)
+        )
+        .await
+    );
+}

@@ -47,6 +47,13 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<Vec<NodeId>>>,
     },
+    /// Replaces a topic's setting overrides with `configs`, if they are still `previous`: a
+    /// proposal retried after a newer change committed does not undo it.
+    AlterTopicConfigs {
+        name: String,
+        previous: BTreeMap<String, String>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 impl MetadataRecord {
@@ -111,6 +118,10 @@ pub enum MetadataChange {
     TopicDeleted {
         name: String,
         groups: Vec<GroupId>,
+    },
+    /// The topic's setting overrides changed.
+    TopicReconfigured {
+        name: String,
     },
     /// The record could not apply (a duplicate create racing another); nothing changed.
     Ignored {
@@ -212,6 +223,22 @@ impl MetadataImage {
                     first_new: current,
                 }
             }
+            MetadataRecord::AlterTopicConfigs {
+                name,
+                previous,
+                configs,
+            } => match self.topics.get_mut(name) {
+                None => MetadataChange::Ignored {
+                    reason: format!("topic {name} does not exist"),
+                },
+                Some(topic) if topic.configs != *previous => MetadataChange::Ignored {
+                    reason: format!("the settings of topic {name} changed since this proposal"),
+                },
+                Some(topic) => {
+                    topic.configs = configs.clone();
+                    MetadataChange::TopicReconfigured { name: name.clone() }
+                }
+            },
         }
     }
 
@@ -321,6 +348,54 @@ mod tests {
             MetadataChange::Ignored { .. }
         ));
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn a_settings_change_applies_only_over_the_settings_it_started_from() {
+        let mut image = MetadataImage::new(vec![1, 2, 3]);
+        image.apply(&create("a", 1));
+        let settings = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect()
+        };
+        let first = MetadataRecord::AlterTopicConfigs {
+            name: "a".to_string(),
+            previous: BTreeMap::new(),
+            configs: settings(&[("retention.ms", "1000")]),
+        };
+        let second = MetadataRecord::AlterTopicConfigs {
+            name: "a".to_string(),
+            previous: settings(&[("retention.ms", "1000")]),
+            configs: settings(&[("segment.bytes", "1048576")]),
+        };
+        assert_eq!(
+            image.apply(&first),
+            MetadataChange::TopicReconfigured {
+                name: "a".to_string()
+            }
+        );
+        image.apply(&second);
+        // The first proposal, retried after the second committed, must not undo it.
+        assert!(matches!(
+            image.apply(&first),
+            MetadataChange::Ignored { .. }
+        ));
+        assert_eq!(
+            image.topics["a"].configs,
+            settings(&[("segment.bytes", "1048576")])
+        );
+        let unknown = MetadataRecord::AlterTopicConfigs {
+            name: "b".to_string(),
+            previous: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        assert!(matches!(
+            image.apply(&unknown),
+            MetadataChange::Ignored { .. }
+        ));
+        assert_eq!(MetadataRecord::decode(&second.encode()), Ok(second));
     }
 
     #[test]

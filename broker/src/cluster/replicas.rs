@@ -222,6 +222,31 @@ fn apply_record(
                 internal: name == OFFSETS_TOPIC,
             });
         }
+        MetadataChange::TopicReconfigured { name } => {
+            let image = cluster.image();
+            let configs = image.topics[&name].configs.clone();
+            match (
+                broker.topic(&name),
+                log_config_for_topic(&broker.log_defaults(&name), &configs),
+            ) {
+                (Some(topic), Ok(log_config)) => {
+                    tracing::info!(topic = %name, ?configs, "topic settings changed");
+                    broker.reconfigure_topic(Topic {
+                        configs,
+                        log_config,
+                        ..(*topic).clone()
+                    });
+                }
+                (None, _) => {
+                    tracing::warn!(topic = %name, "settings changed for a topic this broker has not opened")
+                }
+                // Checked before it was proposed; a value this version refuses keeps the
+                // settings it had rather than stopping the metadata log here.
+                (Some(_), Err(error)) => {
+                    tracing::error!(topic = %name, %error, "cannot apply the topic's new settings; keeping the old ones")
+                }
+            }
+        }
         MetadataChange::TopicDeleted { name, groups } => {
             broker.forget_topic(&name);
             let removed: Vec<Arc<Partition>> = {

@@ -39,6 +39,7 @@ pub struct Seams {
 }
 
 /// A topic and its partitions on this broker.
+#[derive(Clone)]
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
@@ -672,6 +673,99 @@ impl Broker {
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(name.to_string(), Arc::new(grown));
         Ok(())
+    }
+
+    /// Replaces a topic's setting overrides with `configs` (AlterConfigs and
+    /// IncrementalAlterConfigs): checked as CreateTopics checks them, stored in the catalogue or
+    /// the metadata log, and applied to the topic's open partitions. A change to
+    /// `segment.bytes` or `segment.ms` takes effect at the next append, retention at the next
+    /// retention pass.
+    pub async fn alter_topic_configs(
+        self: &Arc<Self>,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.catalogue.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        if topic.internal {
+            return Err(TopicError::InvalidConfig(format!(
+                "{name} is internal: its settings are the broker's (offsets.* settings)"
+            )));
+        }
+        log_config_for_topic(&self.log_defaults(name), &configs)
+            .map_err(TopicError::InvalidConfig)?;
+        let replicas = topic
+            .placement
+            .first()
+            .map_or(1, |placement| placement.replicas.len());
+        check_min_insync_replicas(&configs, replicas).map_err(TopicError::InvalidConfig)?;
+        if validate_only || configs == topic.configs {
+            return Ok(());
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let previous = topic.configs.clone();
+            let record = MetadataRecord::AlterTopicConfigs {
+                name: name.to_string(),
+                previous: previous.clone(),
+                configs: configs.clone(),
+            };
+            // Done once the image has these settings, or once it has settings that are neither
+            // these nor the ones this change started from: another change won the race.
+            cluster
+                .change_metadata(record, |image| {
+                    image
+                        .topics
+                        .get(name)
+                        .is_none_or(|topic| topic.configs == configs || topic.configs != previous)
+                })
+                .await
+                .map_err(TopicError::NotApplied)?;
+            return match cluster.image().topics.get(name) {
+                Some(applied) if applied.configs == configs => Ok(()),
+                Some(_) => Err(TopicError::NotApplied(format!(
+                    "the settings of {name} were changed by another request meanwhile; read them and retry"
+                ))),
+                None => Err(TopicError::Unknown(name.to_string())),
+            };
+        }
+        let log_config = log_config_for_topic(&self.log_defaults(name), &configs)
+            .map_err(TopicError::InvalidConfig)?;
+        let altered = Topic {
+            configs,
+            log_config,
+            ..(*topic).clone()
+        };
+        let broker = self.clone();
+        let record = Self::record_of(&altered);
+        let topic_name = name.to_string();
+        tasks::run_blocking(move || -> Result<(), TopicError> {
+            let mut records = broker.catalogue_records();
+            records.insert(topic_name, record);
+            data_dir::store_topics(
+                broker.seams.disk.as_ref(),
+                &broker.config.data_dir,
+                &records,
+            )?;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(topic = name, configs = ?altered.configs, "topic settings changed");
+        self.reconfigure_topic(altered);
+        Ok(())
+    }
+
+    /// Swaps in a topic whose settings changed and hands its log settings to its partitions.
+    pub fn reconfigure_topic(&self, topic: Topic) {
+        for partition in topic.hosted() {
+            partition.update_config(topic.log_config.clone());
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(topic.name.clone(), Arc::new(topic));
     }
 
     /// Finds a topic, creating it with the default partition count when auto-creation is on.

@@ -1,4 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs
+//! (changing settings is in `alter_configs.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,14 +26,14 @@ use crate::server::broker::{Broker, TopicError, TopicShape};
 use crate::server::topic_config::describe_topic;
 
 /// Kafka's ConfigResource types.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_TOPIC: i8 = 2;
+pub(super) const RESOURCE_BROKER: i8 = 4;
 /// Kafka's ConfigSource values.
 const SOURCE_TOPIC_CONFIG: i8 = 1;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
-fn topic_error_code(error: &TopicError) -> ResponseError {
+pub(super) fn topic_error_code(error: &TopicError) -> ResponseError {
     match error {
         TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,

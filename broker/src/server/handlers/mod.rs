@@ -1,6 +1,7 @@
 //! Request handlers, one file per API family, and the dispatch table that routes to them.
 
 pub mod admin;
+pub mod alter_configs;
 pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
@@ -52,6 +53,12 @@ pub async fn handle(
         RequestKind::DescribeConfigs(body) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(broker, body))
         }
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(alter_configs::alter_configs(broker, body).await)
+        }
+        RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
+            alter_configs::incremental_alter_configs(broker, body).await,
+        ),
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(producer_id::init_producer_id(broker, body).await)
         }
