@@ -12,6 +12,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -20,7 +23,8 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, TopicName,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -29,6 +33,7 @@ use super::group_metadata::{
     join_error_response, sync_error_response, Group, GroupState, JoinParameters, Protocol, Waiter,
 };
 use super::offsets::{CommittedOffset, OffsetStore};
+use super::subscription::CONSUMER_PROTOCOL_TYPE;
 use super::{
     GroupConfig, GroupError, GroupOutput, OffsetRecord, ReplyToken, GROUPS_MAX,
     GROUP_COMMITTED_PARTITIONS_MAX, GROUP_ID_BYTES_MAX, GROUP_MEMBERS_MAX,
@@ -652,6 +657,93 @@ impl GroupCoordinator {
             group_id: group_id.to_owned(),
         });
         Ok(())
+    }
+
+    /// OffsetDelete: forgets some of a group's committed offsets, as Kafka does:
+    /// - an Empty group, or one known only by its offsets: every partition asked for;
+    /// - a consumer group with members: the partitions of topics none of them subscribes to.
+    ///   The others get GROUP_SUBSCRIBED_TO_TOPIC; all of them do while the subscriptions are
+    ///   not known (no protocol chosen yet, or one that cannot be read);
+    /// - a group of another protocol type with members: NON_EMPTY_GROUP.
+    ///
+    /// An Empty group left without offsets is forgotten. The deletion applies at once; the
+    /// driver must make the returned tombstones durable before it sends the response.
+    pub fn offset_delete(
+        &mut self,
+        request: &OffsetDeleteRequest,
+    ) -> (OffsetDeleteResponse, Vec<OffsetRecord>) {
+        let refused = |error: GroupError| {
+            (
+                OffsetDeleteResponse::default().with_error_code(error.code()),
+                Vec::new(),
+            )
+        };
+        let group_id = match validate_group_id(&request.group_id) {
+            Ok(group_id) => group_id.to_owned(),
+            Err(error) => return refused(error),
+        };
+        if !self.is_known_group(&group_id) {
+            return refused(GroupError::GroupIdNotFound);
+        }
+        // Which topics keep their offsets: `None` when the group's members do not matter.
+        let protected: Option<Option<BTreeSet<String>>> = match self.groups.get(&group_id) {
+            None => None,
+            Some(group) => match group.state {
+                GroupState::Dead => return refused(GroupError::GroupIdNotFound),
+                GroupState::Empty => None,
+                _ if group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) => {
+                    Some(group.subscribed_topics())
+                }
+                _ => return refused(GroupError::NonEmptyGroup),
+            },
+        };
+        let mut records = Vec::new();
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let name = topic.name.0.as_str();
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for partition in &topic.partitions {
+                let index = partition.partition_index;
+                let result = if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || index < 0 {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else {
+                    match &protected {
+                        Some(None) => Err(GroupError::GroupSubscribedToTopic),
+                        Some(Some(subscribed)) if subscribed.contains(name) => {
+                            Err(GroupError::GroupSubscribedToTopic)
+                        }
+                        _ => Ok(()),
+                    }
+                };
+                if result.is_ok() && self.offsets.get(&group_id, name, index).is_some() {
+                    let tombstone = OffsetRecord::OffsetTombstone {
+                        group_id: group_id.clone(),
+                        topic: name.to_owned(),
+                        partition: index,
+                    };
+                    self.offsets.apply(&tombstone);
+                    records.push(tombstone);
+                }
+                partitions.push(
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(error_code(result)),
+                );
+            }
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        let emptied = self.groups.get(&group_id).is_some_and(|group| {
+            group.state == GroupState::Empty && group.pending_members.is_empty()
+        });
+        if emptied && !self.offsets.has_group(&group_id) {
+            self.groups.remove(&group_id);
+        }
+        self.assert_invariants();
+        (OffsetDeleteResponse::default().with_topics(topics), records)
     }
 
     // ---- Offsets ----

@@ -45,6 +45,10 @@ pub enum GroupError {
     /// GROUP_ID_NOT_FOUND: the group does not exist.
     #[error("group id not found")]
     GroupIdNotFound,
+    /// GROUP_SUBSCRIBED_TO_TOPIC: OffsetDelete of a partition whose topic a member of the
+    /// group subscribes to.
+    #[error("group subscribed to topic")]
+    GroupSubscribedToTopic,
     /// OFFSET_METADATA_TOO_LARGE: commit metadata above `offset.metadata.max.bytes`.
     #[error("offset metadata too large")]
     OffsetMetadataTooLarge,
@@ -82,6 +86,7 @@ impl GroupError {
             GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
             GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
             GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+            GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
             GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
             GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
             GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,

@@ -1,13 +1,14 @@
 //! One classic group: its members and the rebalance state machine (Kafka's
 //! `GroupMetadata` plus the per-group half of `GroupCoordinator`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::subscription::subscribed_topics;
 use super::{GroupConfig, GroupError, GroupOutput, ReplyToken};
 
 /// The classic group states, as Kafka names them (the names appear in DescribeGroups and
@@ -174,6 +175,17 @@ impl Group {
     }
 
     /// Members plus members-to-be of the two-step join, for the size limit.
+    /// Every topic a member of this consumer group subscribes to, or `None` when that is
+    /// not known: no protocol chosen yet, or a subscription that cannot be read.
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let protocol_name = self.protocol_name.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for member in self.members.values() {
+            topics.extend(subscribed_topics(&member.metadata_for(protocol_name))?);
+        }
+        Some(topics)
+    }
+
     pub fn size(&self) -> usize {
         self.members.len() + self.pending_members.len()
     }

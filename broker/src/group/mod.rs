@@ -14,6 +14,8 @@
 //!                   ◄── apply_offset_commit(records), then sends the response
 //!   start-up ─────► load_offset_records(replayed records)
 //!   periodically ─► expire_offsets ─► tombstones the driver appends to __consumer_offsets
+//!   DeleteGroups, OffsetDelete ─► applied at once ─► tombstones the driver makes durable
+//!                                 before it sends the response
 //! ```
 //!
 //! JoinGroup and SyncGroup responses may be deferred until the rebalance progresses, so
@@ -36,6 +38,7 @@ mod error;
 mod group_metadata;
 mod offset_record;
 mod offsets;
+mod subscription;
 
 pub use coordinator::{GroupCoordinator, PreparedCommit};
 pub use error::GroupError;

@@ -8,9 +8,10 @@
 //! All integers are big-endian. Strings are a `u16` byte length then UTF-8 bytes.
 //!
 //! ```text
-//! key   = format_version:u8 (0) | kind:u8 | [commit, tombstone] group_id:string
-//!         | [commit only] topic:string partition:i32
-//!         kind 0 = offset commit, kind 1 = group tombstone, kind 2 = snapshot complete
+//! key   = format_version:u8 (0) | kind:u8 | [all but snapshot complete] group_id:string
+//!         | [commit, offset tombstone] topic:string partition:i32
+//!         kind 0 = offset commit, kind 1 = group tombstone, kind 2 = snapshot complete,
+//!         kind 3 = offset tombstone (OffsetDelete: one partition's committed offset is gone)
 //! value = format_version:u8 (0) | [commit only] offset:i64 leader_epoch:i32 metadata:string
 //!         | [snapshot complete only] start_offset:i64
 //!   or, for a commit, format_version:u8 (1) | offset:i64 leader_epoch:i32 metadata:string
@@ -40,6 +41,7 @@ pub const COMMIT_VALUE_TIMESTAMPED_VERSION: u8 = 1;
 const KIND_OFFSET_COMMIT: u8 = 0;
 const KIND_GROUP_TOMBSTONE: u8 = 1;
 const KIND_SNAPSHOT_COMPLETE: u8 = 2;
+const KIND_OFFSET_TOMBSTONE: u8 = 3;
 
 const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
@@ -62,6 +64,12 @@ pub enum OffsetRecord {
     },
     /// The group was deleted (or its offsets expired): forget all of its offsets.
     GroupTombstone { group_id: String },
+    /// OffsetDelete: forget the group's committed offset for this one partition.
+    OffsetTombstone {
+        group_id: String,
+        topic: String,
+        partition: i32,
+    },
     /// The records from `start_offset` up to this one hold every committed offset there was
     /// when they were written. Replay ignores it; cleanup of the offsets log looks for it.
     SnapshotComplete { start_offset: i64 },
@@ -119,6 +127,17 @@ impl OffsetRecord {
                 key.push(KIND_GROUP_TOMBSTONE);
                 put_string(&mut key, group_id, GROUP_ID_BYTES_MAX);
             }
+            OffsetRecord::OffsetTombstone {
+                group_id,
+                topic,
+                partition,
+            } => {
+                assert!(*partition >= 0);
+                key.push(KIND_OFFSET_TOMBSTONE);
+                put_string(&mut key, group_id, GROUP_ID_BYTES_MAX);
+                put_string(&mut key, topic, TOPIC_NAME_BYTES_MAX);
+                key.extend_from_slice(&partition.to_be_bytes());
+            }
             OffsetRecord::SnapshotComplete { start_offset } => {
                 key.push(KIND_SNAPSHOT_COMPLETE);
                 value.extend_from_slice(&start_offset.to_be_bytes());
@@ -143,6 +162,7 @@ impl OffsetRecord {
             KIND_OFFSET_COMMIT,
             KIND_GROUP_TOMBSTONE,
             KIND_SNAPSHOT_COMPLETE,
+            KIND_OFFSET_TOMBSTONE,
         ]
         .contains(&kind)
         {
@@ -181,6 +201,19 @@ impl OffsetRecord {
             KIND_SNAPSHOT_COMPLETE => OffsetRecord::SnapshotComplete {
                 start_offset: value.i64()?,
             },
+            KIND_OFFSET_TOMBSTONE => {
+                let group_id = key.string(GROUP_ID_BYTES_MAX)?;
+                let topic = key.string(TOPIC_NAME_BYTES_MAX)?;
+                let partition = key.i32()?;
+                if partition < 0 {
+                    return Err(OffsetRecordError::NegativePartition(partition));
+                }
+                OffsetRecord::OffsetTombstone {
+                    group_id,
+                    topic,
+                    partition,
+                }
+            }
             other => return Err(OffsetRecordError::UnknownKind(other)),
         };
         key.finish()?;
@@ -286,7 +319,12 @@ mod tests {
         {
             *commit_timestamp_ms = None;
         }
-        for record in [commit(), untimed, tombstone, snapshot] {
+        let offset_tombstone = OffsetRecord::OffsetTombstone {
+            group_id: "payments".to_owned(),
+            topic: "orders".to_owned(),
+            partition: 3,
+        };
+        for record in [commit(), untimed, tombstone, snapshot, offset_tombstone] {
             let (key, value) = record.encode();
             text.push_str(&format!(
                 "{record:?}\nkey   {}\nvalue {}\n",
@@ -353,11 +391,12 @@ mod tests {
             leader_epoch in any::<i32>(),
             metadata in ".{0,50}",
             commit_timestamp_ms in proptest::option::of(any::<i64>()),
-            kind in 0u8..3,
+            kind in 0u8..4,
         ) {
             let record = match kind {
                 0 => OffsetRecord::GroupTombstone { group_id },
                 1 => OffsetRecord::SnapshotComplete { start_offset: offset },
+                2 => OffsetRecord::OffsetTombstone { group_id, topic, partition },
                 _ => OffsetRecord::Commit {
                     group_id, topic, partition, offset, leader_epoch, metadata, commit_timestamp_ms,
                 },

@@ -22,7 +22,8 @@ pub(crate) struct OffsetStore {
 }
 
 impl OffsetStore {
-    /// Applies one durable record: last write wins, a tombstone forgets the group.
+    /// Applies one durable record: last write wins, a group tombstone forgets the group, an
+    /// offset tombstone one partition (and the group with its last partition).
     pub fn apply(&mut self, record: &OffsetRecord) {
         match record {
             OffsetRecord::Commit {
@@ -46,6 +47,18 @@ impl OffsetStore {
             }
             OffsetRecord::GroupTombstone { group_id } => {
                 self.groups.remove(group_id);
+            }
+            OffsetRecord::OffsetTombstone {
+                group_id,
+                topic,
+                partition,
+            } => {
+                if let Some(partitions) = self.groups.get_mut(group_id) {
+                    partitions.remove(&(topic.clone(), *partition));
+                    if partitions.is_empty() {
+                        self.groups.remove(group_id);
+                    }
+                }
             }
             // Marks where a snapshot ends; the snapshot's commits have been applied already.
             OffsetRecord::SnapshotComplete { .. } => {}
@@ -123,6 +136,10 @@ mod tests {
         DeleteGroup {
             group: u8,
         },
+        DeleteOffset {
+            group: u8,
+            partition: u8,
+        },
         /// The coordinator writes a snapshot of what it has (its store is the log's state).
         Snapshot,
     }
@@ -134,6 +151,7 @@ mod tests {
                     Step::Commit { group, partition, offset, timestamp_ms }
                 }),
             1 => (0u8..4).prop_map(|group| Step::DeleteGroup { group }),
+            2 => (0u8..4, 0u8..3).prop_map(|(group, partition)| Step::DeleteOffset { group, partition }),
             1 => Just(Step::Snapshot),
         ]
     }
@@ -194,6 +212,11 @@ mod tests {
                     }
                     Step::DeleteGroup { group } => vec![OffsetRecord::GroupTombstone {
                         group_id: format!("group-{group}"),
+                    }],
+                    Step::DeleteOffset { group, partition } => vec![OffsetRecord::OffsetTombstone {
+                        group_id: format!("group-{group}"),
+                        topic: "orders".to_owned(),
+                        partition: i32::from(partition),
                     }],
                     Step::Snapshot => {
                         let start_offset = log.len() as i64;

@@ -10,6 +10,9 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
@@ -17,7 +20,8 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use proptest::prelude::*;
@@ -590,6 +594,20 @@ fn commit_errors(prepared: &PreparedCommit) -> Vec<i16> {
         .collect()
 }
 
+/// A stable group of two whose leader committed offset 9 for partition 0 of topic `t`.
+fn stable_group_that_committed(coordinator: &mut GroupCoordinator) -> (String, String) {
+    let (leader, follower) = stable_group_of_two(coordinator);
+    let prepared = coordinator.prepare_offset_commit(
+        200,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(&leader, 1, &[("t", 0, 9)]),
+    );
+    assert_eq!(commit_errors(&prepared), vec![0]);
+    coordinator.apply_offset_commit(&prepared.records);
+    (leader, follower)
+}
+
 fn fetch_one(coordinator: &GroupCoordinator, group_id: &str, topic: &str, partition: i32) -> i64 {
     let request = OffsetFetchRequest::default()
         .with_group_id(GroupId(text(group_id)))
@@ -774,14 +792,7 @@ fn offset_fetch_handles_unknown_partitions_all_topics_and_batches() {
 #[test]
 fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
     let mut coordinator = coordinator();
-    let (leader, follower) = stable_group_of_two(&mut coordinator);
-    let prepared = coordinator.prepare_offset_commit(
-        200,
-        COMMIT_WALL_MS,
-        8,
-        &commit_request(&leader, 1, &[("t", 0, 9)]),
-    );
-    coordinator.apply_offset_commit(&prepared.records);
+    let (leader, follower) = stable_group_that_committed(&mut coordinator);
     let request = DeleteGroupsRequest::default()
         .with_groups_names(vec![GroupId(text(GROUP)), GroupId(text("missing"))]);
     let (response, records) = coordinator.delete_groups(2, &request);
@@ -818,6 +829,194 @@ fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
         response.results[0].error_code,
         code(ResponseError::GroupIdNotFound)
     );
+}
+
+fn offset_delete_request(group_id: &str, partitions: &[(&str, i32)]) -> OffsetDeleteRequest {
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        topics.entry(topic).or_default().push(*partition);
+    }
+    OffsetDeleteRequest::default()
+        .with_group_id(GroupId(text(group_id)))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(text(topic)))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|partition| {
+                                    OffsetDeleteRequestPartition::default()
+                                        .with_partition_index(partition)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
+fn offset_delete_errors(response: &OffsetDeleteResponse) -> Vec<(String, i32, i16)> {
+    response
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.0.as_str().to_owned(),
+                    partition.partition_index,
+                    partition.error_code,
+                )
+            })
+        })
+        .collect()
+}
+
+/// A consumer-protocol subscription to `topics`, as a client sends it in JoinGroup.
+fn subscription(topics: &[&str]) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Encodable;
+    let mut bytes = bytes::BytesMut::new();
+    bytes.extend_from_slice(&1i16.to_be_bytes());
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|topic| text(topic)).collect())
+        .encode(&mut bytes, 1)
+        .unwrap();
+    bytes.freeze()
+}
+
+#[test]
+fn offset_delete_spares_the_topics_a_live_consumer_group_subscribes_to() {
+    let mut coordinator = coordinator();
+    let mut request = join_request("", None, b"");
+    for protocol in request.protocols.iter_mut() {
+        protocol.metadata = subscription(&["orders"]);
+    }
+    assert!(coordinator
+        .join_group(
+            0,
+            1,
+            JOIN_VERSION_DYNAMIC,
+            request,
+            "client",
+            "/10.0.0.1",
+            7
+        )
+        .is_empty());
+    let outputs = coordinator.tick(INITIAL_DELAY_MS);
+    let member = join_response(&outputs, 1).member_id.as_str().to_owned();
+    assert_eq!(
+        sync(&mut coordinator, 150, 2, &member, 1, &[(&member, b"all")]).len(),
+        1
+    );
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Stable);
+    let prepared = coordinator.prepare_offset_commit(
+        200,
+        COMMIT_WALL_MS,
+        8,
+        &commit_request(
+            &member,
+            1,
+            &[("orders", 0, 5), ("audit", 0, 6), ("audit", 1, 7)],
+        ),
+    );
+    assert_eq!(commit_errors(&prepared), vec![0, 0, 0]);
+    coordinator.apply_offset_commit(&prepared.records);
+
+    let (response, records) = coordinator.offset_delete(&offset_delete_request(
+        GROUP,
+        &[("orders", 0), ("audit", 0), ("audit", 2)],
+    ));
+    assert_eq!(response.error_code, 0);
+    assert_eq!(
+        offset_delete_errors(&response),
+        vec![
+            ("audit".to_owned(), 0, 0),
+            ("audit".to_owned(), 2, 0),
+            (
+                "orders".to_owned(),
+                0,
+                code(ResponseError::GroupSubscribedToTopic)
+            ),
+        ]
+    );
+    assert_eq!(
+        records,
+        vec![OffsetRecord::OffsetTombstone {
+            group_id: GROUP.to_owned(),
+            topic: "audit".to_owned(),
+            partition: 0,
+        }],
+        "only a partition that had an offset gets a tombstone"
+    );
+    assert_eq!(fetch_one(&coordinator, GROUP, "audit", 0), -1);
+    assert_eq!(fetch_one(&coordinator, GROUP, "audit", 1), 7);
+    assert_eq!(fetch_one(&coordinator, GROUP, "orders", 0), 5);
+
+    // Once the member has left, the group is Empty and every offset may go; the group,
+    // left with none, is forgotten.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(text(GROUP)))
+        .with_member_id(text(&member));
+    coordinator.leave_group(300, 0, leave);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Empty);
+    let (response, records) = coordinator.offset_delete(&offset_delete_request(
+        GROUP,
+        &[("orders", 0), ("audit", 1)],
+    ));
+    assert!(offset_delete_errors(&response)
+        .iter()
+        .all(|(_, _, error)| *error == 0));
+    assert_eq!(records.len(), 2);
+    assert_eq!(coordinator.group_state(GROUP), GroupState::Dead);
+    let (response, _) = coordinator.offset_delete(&offset_delete_request(GROUP, &[("orders", 0)]));
+    assert_eq!(response.error_code, code(ResponseError::GroupIdNotFound));
+}
+
+#[test]
+fn offset_delete_refuses_a_live_group_of_another_protocol_or_unreadable_subscriptions() {
+    // The test members' metadata is not a consumer subscription: nothing can be deleted
+    // while they are in the group.
+    let mut coordinator = coordinator();
+    stable_group_that_committed(&mut coordinator);
+    let (response, records) = coordinator.offset_delete(&offset_delete_request(GROUP, &[("t", 0)]));
+    assert_eq!(
+        offset_delete_errors(&response),
+        vec![(
+            "t".to_owned(),
+            0,
+            code(ResponseError::GroupSubscribedToTopic)
+        )]
+    );
+    assert!(records.is_empty());
+    assert_eq!(fetch_one(&coordinator, GROUP, "t", 0), 9);
+
+    let mut connect = JoinGroupRequest::default()
+        .with_group_id(GroupId(text("connect-workers")))
+        .with_session_timeout_ms(SESSION_TIMEOUT_MS)
+        .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+        .with_protocol_type(text("connect"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(text("sessioned"))
+            .with_metadata(Bytes::from_static(b"worker"))]);
+    connect.member_id = text("");
+    assert!(coordinator
+        .join_group(
+            0,
+            9,
+            JOIN_VERSION_DYNAMIC,
+            connect,
+            "client",
+            "/10.0.0.1",
+            8
+        )
+        .is_empty());
+    let (response, records) =
+        coordinator.offset_delete(&offset_delete_request("connect-workers", &[("t", 0)]));
+    assert_eq!(response.error_code, code(ResponseError::NonEmptyGroup));
+    assert!(records.is_empty());
 }
 
 #[test]
@@ -905,6 +1104,11 @@ enum OffsetOperation {
     Delete {
         group: u8,
     },
+    DeleteOffset {
+        group: u8,
+        topic: u8,
+        partition: i32,
+    },
     Reload,
     /// Both clocks move on.
     Advance {
@@ -918,11 +1122,15 @@ fn offset_operation() -> impl Strategy<Value = OffsetOperation> {
         6 => (0u8..3, 0u8..2, 0i32..3, 0i64..1_000).prop_map(|(group, topic, partition, offset)| OffsetOperation::Commit { group, topic, partition, offset }),
         3 => (0u8..3).prop_map(|group| OffsetOperation::Fetch { group }),
         1 => (0u8..3).prop_map(|group| OffsetOperation::Delete { group }),
+        2 => (0u8..3, 0u8..2, 0i32..3).prop_map(|(group, topic, partition)| OffsetOperation::DeleteOffset { group, topic, partition }),
         1 => Just(OffsetOperation::Reload),
         2 => (0u64..600).prop_map(|ms| OffsetOperation::Advance { ms }),
         2 => Just(OffsetOperation::Expire),
     ]
 }
+
+/// The model's committed offsets: group -> (topic, partition) -> (offset, committed at).
+type ModelOffsets = BTreeMap<u8, BTreeMap<(String, i32), (i64, u64)>>;
 
 /// Offsets expire quickly; a coordinator that loaded them waits the shorter session time.
 const MODEL_RETENTION_MS: u64 = 1_000;
@@ -967,12 +1175,16 @@ proptest! {
         let mut coordinator = expiring_coordinator();
         // The offsets log as the driver would store it: encoded (key, value) pairs.
         let mut log: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut model: BTreeMap<u8, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        let mut model: ModelOffsets = BTreeMap::new();
+        let offsets_of = |model: &ModelOffsets, group: u8| {
+            model.get(&group).map(|partitions| {
+                partitions.iter().map(|(key, (offset, _))| (key.clone(), *offset)).collect()
+            }).unwrap_or_default()
+        };
         // The model's clocks: monotonic `now_ms`, wall = COMMIT_WALL_MS + now_ms. Every group
         // here is a standalone consumer's, without members.
         let mut now_ms: u64 = 0;
         let wall = |now_ms: u64| COMMIT_WALL_MS + now_ms as i64;
-        let mut last_commit_ms: BTreeMap<u8, u64> = BTreeMap::new();
         let mut loaded_at_ms: u64 = 0;
         for operation in operations {
             match operation {
@@ -984,17 +1196,20 @@ proptest! {
                     prop_assert_eq!(commit_errors(&prepared), vec![0]);
                     log.extend(prepared.records.iter().map(OffsetRecord::encode));
                     coordinator.apply_offset_commit(&prepared.records);
-                    model.entry(group).or_default().insert((topic, partition), offset);
-                    last_commit_ms.insert(group, now_ms);
+                    model.entry(group).or_default().insert((topic, partition), (offset, now_ms));
                 }
                 OffsetOperation::Advance { ms } => now_ms += ms,
                 OffsetOperation::Expire => {
                     let tombstones = coordinator.expire_offsets(now_ms, wall(now_ms));
                     let grace_over = now_ms - loaded_at_ms >= MODEL_RETENTION_MS.min(MODEL_SESSION_MAX_MS);
+                    // A group is as old as the newest of the commits it still has.
                     let expected: Vec<OffsetRecord> = model
-                        .keys()
-                        .filter(|group| grace_over && now_ms - last_commit_ms[*group] >= MODEL_RETENTION_MS)
-                        .map(|group| OffsetRecord::GroupTombstone { group_id: group_name(*group) })
+                        .iter()
+                        .filter(|(_, partitions)| {
+                            let newest = partitions.values().map(|(_, at)| *at).max().expect("no empty groups");
+                            grace_over && now_ms - newest >= MODEL_RETENTION_MS
+                        })
+                        .map(|(group, _)| OffsetRecord::GroupTombstone { group_id: group_name(*group) })
                         .collect();
                     prop_assert_eq!(&tombstones, &expected);
                     for tombstone in &tombstones {
@@ -1004,8 +1219,28 @@ proptest! {
                     log.extend(tombstones.iter().map(OffsetRecord::encode));
                 }
                 OffsetOperation::Fetch { group } => {
-                    let expected = model.get(&group).cloned().unwrap_or_default();
-                    prop_assert_eq!(fetch_all(&coordinator, group), expected);
+                    prop_assert_eq!(fetch_all(&coordinator, group), offsets_of(&model, group));
+                }
+                OffsetOperation::DeleteOffset { group, topic, partition } => {
+                    let topic = format!("topic-{topic}");
+                    let request = offset_delete_request(&group_name(group), &[(&topic, partition)]);
+                    let (response, records) = coordinator.offset_delete(&request);
+                    match model.get_mut(&group) {
+                        None => {
+                            prop_assert_eq!(response.error_code, code(ResponseError::GroupIdNotFound));
+                            prop_assert!(records.is_empty());
+                        }
+                        Some(partitions) => {
+                            prop_assert_eq!(response.error_code, 0);
+                            prop_assert_eq!(response.topics[0].partitions[0].error_code, 0);
+                            let had = partitions.remove(&(topic.clone(), partition)).is_some();
+                            prop_assert_eq!(records.len(), usize::from(had));
+                            if partitions.is_empty() {
+                                model.remove(&group);
+                            }
+                        }
+                    }
+                    log.extend(records.iter().map(OffsetRecord::encode));
                 }
                 OffsetOperation::Delete { group } => {
                     let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(&group_name(group)))]);
@@ -1026,7 +1261,7 @@ proptest! {
             }
         }
         for group in 0..3 {
-            prop_assert_eq!(fetch_all(&coordinator, group), model.get(&group).cloned().unwrap_or_default());
+            prop_assert_eq!(fetch_all(&coordinator, group), offsets_of(&model, group));
         }
     }
 }

@@ -302,3 +302,22 @@ pub async fn delete_groups(
     }
     response
 }
+
+pub async fn offset_delete(
+    broker: &Arc<Broker>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    if !broker.is_group_coordinator() {
+        return OffsetDeleteResponse::default().with_error_code(NOT_COORDINATOR);
+    }
+    // As with DeleteGroups: the offsets are gone at once, and the tombstones must be durable
+    // before the client hears of it.
+    let _writing = broker.groups.offsets_writes.read().await;
+    let (mut response, records) = broker.groups.coordinator().offset_delete(&request);
+    if let Err(error) = groups::persist(broker, &records).await {
+        tracing::warn!(%error, "could not persist offset deletions");
+        response = OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    response
+}

@@ -92,6 +92,9 @@ pub async fn handle(
         RequestKind::DeleteGroups(body) => {
             ResponseKind::DeleteGroups(groups::delete_groups(broker, version, body).await)
         }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(broker, body).await)
+        }
         other => {
             // The decoder only admits APIs listed in the version table, and each has an arm
             // above; reaching here means the two disagree.
