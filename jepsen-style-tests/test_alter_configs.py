@@ -57,12 +57,24 @@ def produce_kilobytes(target, topic, count, prefix):
     return acknowledged
 
 
+def watermarks(target, topic):
+    """(log start, high watermark) of partition 0, retried while the partition has no
+    leader yet (a cluster just after a broker restarted)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        reader = clients.consumer(target, f"{topic}-watermarks")
+        try:
+            return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            reader.close()
+
+
 def log_start(target, topic):
-    reader = clients.consumer(target, f"{topic}-watermarks")
-    try:
-        return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[0]
-    finally:
-        reader.close()
+    return watermarks(target, topic)[0]
 
 
 def test_settings_change_on_a_running_topic_and_survive_a_restart(broker_factory):
@@ -184,11 +196,7 @@ def test_a_cluster_applies_new_settings_on_every_replica(cluster_factory):
     restarted.restart(signal.SIGKILL)
     configs = describe(clients.admin(cluster), "shared")
     assert configs["segment.bytes"].value == "16384"
-    reader = clients.consumer(cluster, "shared-watermarks")
-    try:
-        written_before = reader.get_watermark_offsets(TopicPartition("shared", 0), timeout=10)[1]
-    finally:
-        reader.close()
+    written_before = watermarks(cluster, "shared")[1]
     produce_kilobytes(cluster, "shared", 100, "after-restart")
 
     def rolled_after_restart():
