@@ -1,7 +1,8 @@
-//! The admin client: create and delete topics, read metadata.
+//! The admin client: create and delete topics, change their settings, read metadata.
 //!
 //! ```text
 //!  create_topics ──CreateTopics──> controller (or any broker, which forwards)
+//!  set_topic_config ──IncrementalAlterConfigs──> controller (or any broker)
 //!  wait_for_leaders ──Metadata (polled)──> every partition has a leader
 //! ```
 
@@ -11,8 +12,13 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DeleteTopicsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, IncrementalAlterConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::cluster::{ClientConfig, Cluster, ClusterMetadata};
 use crate::connection::Connection;
@@ -20,6 +26,11 @@ use crate::error::{check_error_code, AdminError, ClusterError};
 
 /// The most attempts of one admin request on retriable errors.
 pub const ADMIN_ATTEMPTS_MAX: u32 = 10;
+/// Kafka's ConfigResource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// IncrementalAlterConfigs' SET operation.
+const OPERATION_SET: i8 = 0;
+
 /// How often [`Admin::wait_for_leaders`] polls metadata.
 pub const LEADER_POLL_INTERVAL_MS: u64 = 50;
 
@@ -95,16 +106,12 @@ impl Admin {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let connection = self.controller_connection().await?;
-            let version = connection.version(ApiKey::CreateTopics)?;
             let request = create_topics_request(topics, self.timeout_ms());
-            let response = match connection.send(&request, version).await {
-                Ok(response) => response,
-                Err(error) if error.is_retriable() && attempt < ADMIN_ATTEMPTS_MAX => {
-                    self.retry_after(&connection).await;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+            let Some((connection, response)) = self
+                .send_attempt(ApiKey::CreateTopics, &request, attempt)
+                .await?
+            else {
+                continue;
             };
             let not_controller = response
                 .topics
@@ -147,8 +154,6 @@ impl Admin {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let connection = self.controller_connection().await?;
-            let version = connection.version(ApiKey::DeleteTopics)?;
             let request = DeleteTopicsRequest::default()
                 .with_topic_names(
                     names
@@ -157,13 +162,11 @@ impl Admin {
                         .collect(),
                 )
                 .with_timeout_ms(self.timeout_ms());
-            let response = match connection.send(&request, version).await {
-                Ok(response) => response,
-                Err(error) if error.is_retriable() && attempt < ADMIN_ATTEMPTS_MAX => {
-                    self.retry_after(&connection).await;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+            let Some((connection, response)) = self
+                .send_attempt(ApiKey::DeleteTopics, &request, attempt)
+                .await?
+            else {
+                continue;
             };
             let not_controller = response
                 .responses
@@ -192,6 +195,53 @@ impl Admin {
                     (name, result)
                 })
                 .collect());
+        }
+    }
+
+    /// Sets one of a topic's settings (IncrementalAlterConfigs SET), leaving the others as
+    /// they are. Retried on retriable errors, a change the cluster did not apply in time
+    /// included.
+    pub async fn set_topic_config(
+        &self,
+        topic: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AdminError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(RESOURCE_TOPIC)
+                    .with_resource_name(StrBytes::from_string(topic.to_string()))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(StrBytes::from_string(name.to_string()))
+                        .with_config_operation(OPERATION_SET)
+                        .with_value(Some(StrBytes::from_string(value.to_string())))]),
+            ]);
+            let Some((connection, response)) = self
+                .send_attempt(ApiKey::IncrementalAlterConfigs, &request, attempt)
+                .await?
+            else {
+                continue;
+            };
+            let Some(result) = response.responses.first() else {
+                return Err(missing_result("alter the settings of", topic));
+            };
+            match check_error_code(result.error_code) {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_retriable() && attempt < ADMIN_ATTEMPTS_MAX => {
+                    self.retry_after(&connection).await;
+                }
+                Err(error) => {
+                    return Err(AdminError::Topic {
+                        operation: "alter the settings of",
+                        topic: topic.to_string(),
+                        error,
+                        message: result.error_message.as_deref().unwrap_or("").to_string(),
+                    })
+                }
+            }
         }
     }
 
@@ -224,6 +274,26 @@ impl Admin {
                 });
             }
             tokio::time::sleep(Duration::from_millis(LEADER_POLL_INTERVAL_MS)).await;
+        }
+    }
+
+    /// Sends one attempt of an admin request to the controller. `None`: a retriable
+    /// transport error, waited out; the caller tries again.
+    async fn send_attempt<R: Request>(
+        &self,
+        api_key: ApiKey,
+        request: &R,
+        attempt: u32,
+    ) -> Result<Option<(Arc<Connection>, R::Response)>, AdminError> {
+        let connection = self.controller_connection().await?;
+        let version = connection.version(api_key)?;
+        match connection.send(request, version).await {
+            Ok(response) => Ok(Some((connection, response))),
+            Err(error) if error.is_retriable() && attempt < ADMIN_ATTEMPTS_MAX => {
+                self.retry_after(&connection).await;
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
         }
     }
 

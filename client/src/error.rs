@@ -173,7 +173,7 @@ pub enum AdminError {
     /// The broker refused the request for one topic.
     #[error("{operation} of topic {topic} failed: {error} ({message})")]
     Topic {
-        /// `"create"` or `"delete"`.
+        /// `"create"`, `"delete"` or `"alter the settings of"`.
         operation: &'static str,
         /// The topic name.
         topic: String,

@@ -35,6 +35,9 @@
 //! - **A leader after the heal**: every partition has a leader within
 //!   [`LEADER_AFTER_HEAL_MS_MAX`] of the heal (a liveness rule, reported as such).
 //!
+//! - **Topic settings agree at the end**: every broker holds the acknowledged change of a
+//!   topic's settings (or an unanswered later one), the same on all of them, and its logs use it.
+//!
 //! The tracker is pure: the harness feeds it observations and it returns violations.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -366,6 +369,11 @@ impl InvariantTracker {
             broker,
             format!("after recovery, {}-{}: {problem}", partition.0, partition.1),
         );
+    }
+
+    /// A broker's topic settings at the end are not what the settings changes allow.
+    pub fn settings_wrong(&mut self, time_ms: u64, broker: u32, problem: String) {
+        self.violate(time_ms, broker, format!("topic settings: {problem}"));
     }
 
     /// A broker failed to start.

@@ -140,9 +140,25 @@ impl Scenario {
         let mut merged = serde_json::to_value(drawn).expect("a world serializes");
         let overrides =
             serde_json::to_value(&self.world).map_err(|error| invalid(error.to_string()))?;
+        let pins_settings_changes = overrides.pointer("/workload/settings_changes").is_some();
         merge(&mut merged, overrides);
         let mut world: World =
             serde_json::from_value(merged).map_err(|error| invalid(error.to_string()))?;
+        if !pins_settings_changes {
+            // A drawn change may name a drawn topic the scenario replaced, or come after a
+            // safety phase the scenario shortened: it is dropped rather than moved.
+            let safety_ms = world.phases.safety_ms;
+            let topics: Vec<String> = world
+                .workload
+                .topics
+                .iter()
+                .map(|topic| topic.name.clone())
+                .collect();
+            world
+                .workload
+                .settings_changes
+                .retain(|change| topics.contains(&change.topic) && change.at_ms < safety_ms);
+        }
         world.schedule.sort_by_key(|scheduled| scheduled.at_ms);
         let problems = world.problems();
         if !problems.is_empty() && !self.breaks_fault_model {

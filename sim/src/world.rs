@@ -134,6 +134,9 @@ pub const FLUSH_INTERVAL_MS_MIN: u64 = 50;
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 2_000;
 /// The group's initial rebalance delay in simulated worlds: short, to keep runs fast.
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 200;
+/// The share of drawn worlds that change a topic's `segment.bytes` during the safety phase.
+pub const SETTINGS_CHANGE_PROBABILITY: f64 = 0.5;
+
 /// The range of the drawn `offsets.topic.segment.bytes`: a few commits fill a segment, so
 /// the offsets log is snapshotted and cleaned many times a run, under the run's faults.
 pub const OFFSETS_SEGMENT_BYTES_MIN_DRAWN: u64 = skiff::config::SEGMENT_BYTES_MIN;
@@ -319,6 +322,21 @@ pub struct WorkloadSettings {
     pub producers: Vec<ProducerSettings>,
     /// Consumer processes (the final drain is extra).
     pub consumers: Vec<ConsumerSettings>,
+    /// Changes to topic settings made during the safety phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings_changes: Vec<SettingsChange>,
+}
+
+/// A topic's `segment.bytes` changed while the faults run, with IncrementalAlterConfigs: in a
+/// cluster the change goes through the metadata log, and every broker must end up with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsChange {
+    /// Simulated milliseconds after the safety phase starts.
+    pub at_ms: u64,
+    /// The topic.
+    pub topic: String,
+    /// Its new `segment.bytes`.
+    pub segment_bytes: u64,
 }
 
 /// Which pending writes a machine crash keeps (mirrors `skiff::io::sim_disk::CrashMode`).
@@ -738,6 +756,17 @@ impl World {
             random.gen_range(OFFSETS_SEGMENT_BYTES_MIN_DRAWN..=OFFSETS_SEGMENT_BYTES_MAX_DRAWN);
         cluster.retention_check_interval_ms =
             random.gen_range(RETENTION_CHECK_INTERVAL_MS_MIN..=RETENTION_CHECK_INTERVAL_MS_MAX);
+        // Drawn last, so that every other draw of a seed is what it was before.
+        let mut workload = workload;
+        if random.gen_bool(SETTINGS_CHANGE_PROBABILITY) {
+            workload.settings_changes.push(SettingsChange {
+                at_ms: random.gen_range(0..phases.safety_ms),
+                topic: workload.topics[random.gen_range(0..workload.topics.len())]
+                    .name
+                    .clone(),
+                segment_bytes: random.gen_range(SEGMENT_BYTES_MIN_DRAWN..=SEGMENT_BYTES_MAX_DRAWN),
+            });
+        }
         let world = World {
             seed,
             profile,
@@ -797,6 +826,22 @@ impl World {
             }
             if !self.has_topic(&producer.topic) {
                 problems.push(format!("producer topic {} is not created", producer.topic));
+            }
+        }
+        for change in &self.workload.settings_changes {
+            if !self.has_topic(&change.topic) {
+                problems.push(format!(
+                    "settings change of {}: no such topic",
+                    change.topic
+                ));
+            }
+            if change.segment_bytes < skiff::config::SEGMENT_BYTES_MIN {
+                problems.push(
+                    "a settings change's segment_bytes is below the broker's minimum".to_string(),
+                );
+            }
+            if change.at_ms >= self.phases.safety_ms {
+                problems.push("a settings change comes after the safety phase".to_string());
             }
         }
         for consumer in &self.workload.consumers {
@@ -1051,6 +1096,7 @@ fn draw_workload(random: &mut StdRng) -> WorkloadSettings {
         topics,
         producers,
         consumers,
+        settings_changes: Vec::new(),
     }
 }
 

@@ -984,6 +984,11 @@ impl Partition {
         self.lock().log.update_config(config);
     }
 
+    /// The settings the log runs with now.
+    pub fn log_config(&self) -> LogConfig {
+        self.lock().log.config().clone()
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.lock().log.size_bytes()
     }

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod nemesis;
 pub mod recorder;
+pub mod settings;
 pub mod workload;
 
 use std::sync::{Arc, Mutex};
@@ -386,6 +387,17 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         recorder.clone(),
         phase.clone(),
     )));
+    // Only worlds with changes get the task: another task would change the schedule (and so
+    // the trace) of every seed.
+    let settings_task = (!world.workload.settings_changes.is_empty()).then(|| {
+        setup_node.spawn(settings::run_settings_changes(
+            world.clone(),
+            bootstrap.clone(),
+            recorder.clone(),
+            safety_start,
+            phase.clone(),
+        ))
+    });
     nemesis::run_schedule(&world, &mut brokers, &clients, &recorder, safety_start).await;
     tokio::time::sleep_until(safety_start + Duration::from_millis(world.phases.safety_ms)).await;
 
@@ -416,9 +428,14 @@ async fn simulate(world: World, scenario: Option<String>) -> RunResult {
         ))
         .await
         .unwrap_or_default();
+    let settings_outcomes = match settings_task {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     if world.cluster.brokers > 1 {
         check_replicas(&brokers, &recorder).await;
     }
+    settings::check_settings(&brokers, &recorder, &settings_outcomes);
     stop_monitor.send_replace(true);
     let _ = monitor_task.await;
 

@@ -111,6 +111,15 @@ impl Recorder {
         note_progress(&mut state, producer, time / 1_000_000);
     }
 
+    /// Records an administrative action (not a fault) in the fault log, for the timeline.
+    pub fn admin(&self, action: String) {
+        let time = self.now_ns();
+        self.lock().fault_log.push(FaultLogEntry {
+            time_ms: time / 1_000_000,
+            action,
+        });
+    }
+
     /// Records a nemesis action in the history and the fault log.
     pub fn nemesis(&self, op: Op, action: String) {
         let time = self.now_ns();
