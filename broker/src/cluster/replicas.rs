@@ -267,6 +267,7 @@ fn apply_record(
             }
             let disk = broker.seams.disk.as_ref();
             for partition in removed {
+                partition.retire_spares();
                 if let Err(error) = disk.remove_dir_all(&partition.directory) {
                     tracing::warn!(directory = %partition.directory.display(), %error,
                         "could not remove a deleted partition's directory");

@@ -12,6 +12,8 @@ pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const RETENTION_UNLIMITED: i64 = -1;
 /// The default `index.interval.bytes`.
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+/// The default `preallocate`: on, for the sync policy's fsync latency (see [`super::spare`]).
+pub const PREALLOCATE_DEFAULT: bool = true;
 /// The default `max.message.bytes`: one MiB plus the 12 bytes of a batch's offset and length.
 pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = 1_048_588;
 
@@ -35,6 +37,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `max.message.bytes`: the largest batch `append` accepts.
     pub max_message_bytes: u32,
+    /// `preallocate`: prepare the next segment's file, zero-filled and synced, while the active
+    /// one fills (see [`super::spare`]).
+    pub preallocate: bool,
 }
 
 impl Default for LogConfig {
@@ -46,6 +51,7 @@ impl Default for LogConfig {
             retention_bytes: RETENTION_UNLIMITED,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
+            preallocate: PREALLOCATE_DEFAULT,
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod record_batch;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub mod spare;
 pub mod time_index;
 
 #[cfg(test)]
@@ -49,3 +50,4 @@ pub use record_batch::{
     RecordBatchHeader,
 };
 pub use recovery::RecoveryReport;
+pub use spare::{SpareGate, SparePlan};

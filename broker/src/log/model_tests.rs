@@ -7,7 +7,9 @@
 //!   returns is byte for byte the one appended at that offset;
 //! - every batch appended before a completed sync survives any crash;
 //! - after a crash the log is a prefix of what was appended: never garbage, never a gap;
-//! - `durable_end_offset <= log_end_offset` always.
+//! - `durable_end_offset <= log_end_offset` always;
+//! - after open, the segment files hold nothing past their last batch, whether or not the
+//!   active segment was preallocated (a spare zero-filled ahead of the roll).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use super::error::LogError;
 use super::partition_log::PartitionLog;
 use super::record_batch::test_batches::sized_batch;
 use super::record_batch::{split_batches, validate};
-use crate::io::SimDisk;
+use super::spare::SpareGate;
+use crate::io::{Disk, SimDisk};
 
 const DIR: &str = "/data/model-0";
 const START_MS: i64 = 1_700_000_000_000;
@@ -34,6 +37,8 @@ enum Operation {
         leader_epoch: i32,
     },
     Sync,
+    /// Prepares the spare for the next segment, if the log wants one now (`preallocate`).
+    PrepareSpare,
     Crash {
         seed: u64,
     },
@@ -61,6 +66,7 @@ fn operation() -> impl Strategy<Value = Operation> {
             Operation::Append { records, value_bytes, leader_epoch }
         }),
         3 => Just(Operation::Sync),
+        2 => Just(Operation::PrepareSpare),
         1 => any::<u64>().prop_map(|seed| Operation::Crash { seed }),
         1 => Just(Operation::CrashLosingEverythingUnsynced),
         1 => Just(Operation::CloseAndReopen),
@@ -127,6 +133,27 @@ impl Harness {
             self.wall_ms,
         )
         .expect("reopen");
+        // Whatever was preallocated, an opened log's files end with its last batch.
+        let file_bytes: u64 = self
+            .disk
+            .list(Path::new(DIR))
+            .expect("list")
+            .iter()
+            .filter(|entry| entry.name.ends_with(".log"))
+            .map(|entry| {
+                let path = Path::new(DIR).join(&entry.name);
+                self.disk
+                    .open(&path, false)
+                    .expect("open")
+                    .len()
+                    .expect("len")
+            })
+            .sum();
+        assert_eq!(
+            file_bytes,
+            log.size_bytes(),
+            "segment files hold bytes past their batches"
+        );
         self.log = Some(log);
     }
 
@@ -166,6 +193,13 @@ impl Harness {
                 }
                 assert_eq!(self.log().durable_end_offset(), self.model_end());
                 self.durable_end_offset = self.model_end();
+            }
+            Operation::PrepareSpare => {
+                let disk = self.disk.clone();
+                if let Some(plan) = self.log().begin_spare() {
+                    plan.execute(&disk, &SpareGate::default()).expect("spare");
+                    self.log().complete_spare(true);
+                }
             }
             Operation::Crash { seed } => {
                 self.log = None;

@@ -12,6 +12,7 @@ use super::record_batch::{set_base_offset, set_partition_leader_epoch, RecordBat
 use super::recovery::{recover_segments, Checkpoint, RecoveryReport};
 use super::retention::{segments_to_delete, SegmentSummary};
 use super::segment::{remove_segment_files, Segment, SEGMENT_OFFSETS_MAX};
+use super::spare::{spare_path, SparePlan, SPARE_BYTES_FIRST};
 use crate::io::{Disk, DiskFile};
 
 /// What `append` did.
@@ -106,6 +107,25 @@ pub struct PartitionLog {
     checkpointed_recovery_point: i64,
     /// The end offset of a sync between `begin_sync` and `complete_sync`.
     sync_in_flight: Option<i64>,
+    /// Where the spare for the next segment stands (`preallocate`).
+    spare: SpareState,
+    /// The length of the active segment's file when it was adopted from a spare: appends
+    /// within it change no file size. `None`: the active segment grows its file.
+    active_preallocated_bytes: Option<u64>,
+}
+
+/// The spare file for the next segment: see [`super::spare`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SpareState {
+    None,
+    /// Handed to the driver by `begin_spare`, not yet completed.
+    Preparing {
+        bytes: u64,
+    },
+    /// Zero-filled and synced: the next roll adopts it.
+    Ready {
+        bytes: u64,
+    },
 }
 
 impl PartitionLog {
@@ -169,6 +189,8 @@ impl PartitionLog {
             directory_unsynced: false,
             checkpointed_recovery_point: recovery_point,
             sync_in_flight: None,
+            spare: SpareState::None,
+            active_preallocated_bytes: None,
         };
         log.assert_invariants();
         tracing::info!(dir = %dir.display(), ?report, log_end_offset, "opened partition log");
@@ -296,24 +318,100 @@ impl PartitionLog {
         let too_many_offsets = header.next_offset() - header.base_offset + active.next_offset()
             - active.base_offset()
             > SEGMENT_OFFSETS_MAX;
-        too_big || too_old || too_many_offsets
+        // With a spare ready, a segment that grows its file (or would grow it past its
+        // preallocated length) is sealed early: from then on appends change no file size.
+        let spare_ready = matches!(self.spare, SpareState::Ready { .. });
+        let outgrows_file = match self.active_preallocated_bytes {
+            Some(file_bytes) => active.size_bytes() + batch_bytes as u64 > file_bytes,
+            None => true,
+        };
+        too_big || too_old || too_many_offsets || (spare_ready && outgrows_file)
     }
 
-    /// Seals the active segment (writing its indexes) and starts a new one at the log end.
+    /// Seals the active segment (writing its indexes, cutting a preallocated file's unused
+    /// zeros) and starts a new one at the log end, in the spare if one is ready.
     fn roll(&mut self, wall_ms: i64) -> Result<(), LogError> {
         let disk = Arc::clone(&self.disk);
         let dir = self.dir.clone();
         let index_files = self.active_mut().write_indexes(&*disk, &dir)?;
         self.unsynced_files.extend(index_files);
-        if self.active_unsynced {
+        // The cut must be durable before a checkpoint trusts this segment at its file's length:
+        // the file goes into the next sync, which writes the checkpoint only after it.
+        let released = self.active().release_unused_tail()?;
+        if self.active_unsynced || released {
             let log_file = Arc::clone(self.active().log_file());
             self.unsynced_files.push(log_file);
             self.active_unsynced = false;
         }
-        let segment = Segment::create(&*disk, &dir, self.log_end_offset(), wall_ms)?;
+        let base_offset = self.log_end_offset();
+        self.active_preallocated_bytes = None;
+        let segment = match self.spare {
+            SpareState::Ready { bytes } => {
+                self.spare = SpareState::None;
+                match Segment::adopt_spare(&*disk, &spare_path(&dir), &dir, base_offset, wall_ms) {
+                    Ok(segment) => {
+                        tracing::debug!(dir = %dir.display(), base_offset, file_bytes = bytes,
+                            "rolled into a preallocated segment");
+                        self.active_preallocated_bytes = Some(bytes);
+                        segment
+                    }
+                    Err(error) => {
+                        tracing::warn!(dir = %dir.display(), %error,
+                            "could not adopt the preallocated spare; starting an empty segment");
+                        Segment::create(&*disk, &dir, base_offset, wall_ms)?
+                    }
+                }
+            }
+            SpareState::None | SpareState::Preparing { .. } => {
+                Segment::create(&*disk, &dir, base_offset, wall_ms)?
+            }
+        };
         self.segments.push(segment);
         self.directory_unsynced = true;
         Ok(())
+    }
+
+    /// The spare the driver should prepare now, if any: with `preallocate` on, none ready or
+    /// being prepared, and the active segment half way to where the spare takes over. Spares
+    /// grow with the partition (see [`super::spare`]): after a segment that grows its file, the
+    /// first is [`SPARE_BYTES_FIRST`]; each next one is twice the active segment's, up to
+    /// `segment.bytes`. Call [`PartitionLog::complete_spare`] after.
+    pub fn begin_spare(&mut self) -> Option<SparePlan> {
+        if !self.config.preallocate || self.spare != SpareState::None {
+            return None;
+        }
+        let segment_bytes = self.config.segment_bytes;
+        let (takes_over_at, bytes) = match self.active_preallocated_bytes {
+            Some(file_bytes) => (
+                file_bytes.min(segment_bytes),
+                file_bytes.saturating_mul(2).min(segment_bytes),
+            ),
+            None => {
+                let first = SPARE_BYTES_FIRST.min(segment_bytes);
+                (first, first)
+            }
+        };
+        if self.active().size_bytes() < takes_over_at / 2 {
+            return None;
+        }
+        self.spare = SpareState::Preparing { bytes };
+        Some(SparePlan {
+            path: spare_path(&self.dir),
+            bytes,
+        })
+    }
+
+    /// Records how the preparation of a spare from `begin_spare` ended. After a failure the
+    /// next `begin_spare` tries again.
+    pub fn complete_spare(&mut self, prepared: bool) {
+        let SpareState::Preparing { bytes } = self.spare else {
+            panic!("complete_spare must answer begin_spare");
+        };
+        self.spare = if prepared {
+            SpareState::Ready { bytes }
+        } else {
+            SpareState::None
+        };
     }
 
     /// What must be synced to make the current log end durable, or `None` if it already is.
@@ -522,6 +620,11 @@ impl PartitionLog {
         (count > 0).then(|| self.segments[count].base_offset())
     }
 
+    /// The bytes of batches in the active segment.
+    pub fn active_segment_bytes(&self) -> u64 {
+        self.active().size_bytes()
+    }
+
     /// The base offset of the active segment, the one appends go to.
     pub fn active_segment_base(&self) -> i64 {
         self.segments
@@ -639,6 +742,7 @@ impl PartitionLog {
         };
         segment.truncate(position, new_end)?;
         segment.log_file().sync()?;
+        self.active_preallocated_bytes = None;
         // Sealed files of the now active segment are synced too; their stale index files are
         // rewritten when it is sealed again.
         for file in std::mem::take(&mut self.unsynced_files) {
@@ -677,6 +781,7 @@ impl PartitionLog {
         self.disk.sync_dir(&self.dir)?;
         let segment = Segment::create(&*self.disk, &self.dir, next_offset, wall_ms)?;
         self.segments.push(segment);
+        self.active_preallocated_bytes = None;
         self.unsynced_files.clear();
         self.active().log_file().sync()?;
         self.disk.sync_dir(&self.dir)?;
@@ -703,6 +808,8 @@ impl PartitionLog {
         let disk = Arc::clone(&self.disk);
         let dir = self.dir.clone();
         let index_files = self.active_mut().write_indexes(&*disk, &dir)?;
+        // The clean checkpoint trusts the last segment at its file's length.
+        self.active().release_unused_tail()?;
         for file in self.unsynced_files.iter().chain(&index_files) {
             file.sync()?;
         }

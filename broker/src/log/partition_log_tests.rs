@@ -9,6 +9,7 @@ use super::partition_log::{Cleanup, PartitionLog};
 use super::record_batch::test_batches::{batch, sized_batch};
 use super::record_batch::{split_batches, validate};
 use super::segment::{segment_path, LOG_EXTENSION};
+use super::spare::{SpareGate, SPARE_BYTES_FIRST};
 use crate::io::{Disk, SimDisk};
 
 const DIR: &str = "/data/topic-0";
@@ -495,4 +496,65 @@ fn a_recovery_point_past_the_log_end_is_lowered_on_open() {
         .unwrap()
         .unwrap();
     assert_eq!(checkpoint.recovery_point, 60);
+}
+
+/// The length of each segment file in the directory, in offset order.
+fn segment_file_lengths(disk: &SimDisk) -> Vec<u64> {
+    disk.list(Path::new(DIR))
+        .unwrap()
+        .iter()
+        .filter(|entry| entry.name.ends_with(".log"))
+        .map(|entry| {
+            let path = Path::new(DIR).join(&entry.name);
+            disk.open(&path, false).unwrap().len().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn preallocated_spares_grow_with_the_partition_and_their_zeros_never_outlive_a_segment() {
+    let disk = SimDisk::new();
+    let config = LogConfig {
+        segment_bytes: 8 * SPARE_BYTES_FIRST,
+        ..small_config()
+    };
+    let mut log = open(&disk, config);
+    let gate = SpareGate::default();
+    let mut adopted = Vec::new();
+    let mut index = 0;
+    // Bounded: stops once the spares have grown to segment.bytes.
+    while adopted.last() != Some(&(8 * SPARE_BYTES_FIRST)) {
+        assert!(index < 1000, "the spares never reached segment.bytes");
+        let segments = log.segment_count();
+        fill(&mut log, 1);
+        index += 1;
+        sync(&mut log, &disk);
+        if log.segment_count() > segments {
+            let lengths = segment_file_lengths(&disk);
+            adopted.push(*lengths.last().unwrap());
+            // Every sealed segment's file was cut back to its batches.
+            assert_eq!(
+                lengths[..lengths.len() - 1].iter().sum::<u64>(),
+                log.size_bytes() - log.active_segment_bytes()
+            );
+        }
+        if let Some(plan) = log.begin_spare() {
+            plan.execute(&disk, &gate).unwrap();
+            log.complete_spare(true);
+        }
+    }
+    let first = SPARE_BYTES_FIRST;
+    assert_eq!(adopted, vec![first, 2 * first, 4 * first, 8 * first]);
+    // A crash leaves the active segment's zeros on disk; recovery cuts them and keeps every
+    // synced batch.
+    let end = log.log_end_offset();
+    drop(log);
+    disk.crash(7);
+    let log = open(&disk, small_config());
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(
+        segment_file_lengths(&disk).iter().sum::<u64>(),
+        log.size_bytes()
+    );
+    log.check_consistency().unwrap();
 }

@@ -124,7 +124,8 @@ pub struct RecoveryReport {
     pub segments_scanned: usize,
     /// Trusted segments whose index files were missing or not sane.
     pub indexes_rebuilt: usize,
-    /// Bytes cut from the end of the log (torn or corrupt tails).
+    /// Bytes cut from the end of the log: torn or corrupt tails, and the unused zeros of a
+    /// preallocated segment.
     pub truncated_bytes: u64,
     /// Whole segments deleted after the first inconsistency.
     pub segments_deleted: usize,
@@ -350,19 +351,39 @@ pub fn scan_segment(
     }
     let cut_bytes = file_bytes - segment.size_bytes();
     if cut_bytes > 0 {
-        tracing::warn!(
-            dir = %dir.display(),
-            base_offset,
-            position = segment.size_bytes(),
-            cut_bytes,
-            "truncating a torn or corrupt segment tail"
-        );
+        if starts_with_zeros(&*log_file, segment.size_bytes(), file_bytes) {
+            tracing::info!(
+                dir = %dir.display(),
+                base_offset,
+                position = segment.size_bytes(),
+                cut_bytes,
+                "cutting the zeros after the last batch (a preallocated segment, or a write \
+                 that never reached the disk)"
+            );
+        } else {
+            tracing::warn!(
+                dir = %dir.display(),
+                base_offset,
+                position = segment.size_bytes(),
+                cut_bytes,
+                "truncating a torn or corrupt segment tail"
+            );
+        }
         log_file.truncate(segment.size_bytes())?;
     }
     // The scanned bytes may still sit only in the page cache (a process crash, not a power
     // loss); syncing here lets the log report everything it recovered as durable.
     log_file.sync()?;
     Ok((segment, cut_bytes))
+}
+
+/// Whether the bytes at `position` start with zeros for as long as a batch header: no batch
+/// was begun there. Only for the log line (a read error says no): either way the tail is cut.
+fn starts_with_zeros(file: &dyn crate::io::DiskFile, position: u64, file_bytes: u64) -> bool {
+    let length = (file_bytes - position).min(HEADER_BYTES as u64) as usize;
+    let mut bytes = [0u8; HEADER_BYTES];
+    file.read_exact_at(&mut bytes[..length], position).is_ok()
+        && bytes[..length].iter().all(|&byte| byte == 0)
 }
 
 /// Reads and validates the batch at `position`, or `None` if it is not a whole valid batch.

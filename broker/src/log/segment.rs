@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The `.log` file is a plain concatenation of v2 record batches with dense offsets starting at
-//! the base offset. The indexes are kept in memory and written out whole when the segment is
+//! the base offset. The active segment's file may be longer than its batches: with
+//! `preallocate` it starts as a zero-filled spare (see [`super::spare`]), and the zeros after
+//! the last batch are cut off when it is sealed or closed, or by recovery after a crash. The indexes are kept in memory and written out whole when the segment is
 //! sealed; after a crash they are rebuilt from the log rather than trusted.
 
 use std::path::{Path, PathBuf};
@@ -82,6 +84,35 @@ impl Segment {
             log_file.truncate(0)?;
         }
         Ok(Segment::empty(log_file, base_offset, wall_ms))
+    }
+
+    /// Makes the zero-filled, synced spare file at `spare` the segment starting at
+    /// `base_offset`: renamed to the segment's name, its file keeps its length, so appends
+    /// overwrite blocks the file system already holds and never change the file's size. The
+    /// rename is durable after the next `sync_dir`; until then a crash leaves the log ending
+    /// before this segment, which held nothing acknowledged.
+    pub fn adopt_spare(
+        disk: &dyn Disk,
+        spare: &Path,
+        dir: &Path,
+        base_offset: i64,
+        wall_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let path = segment_path(dir, base_offset, LOG_EXTENSION);
+        disk.rename(spare, &path)?;
+        let log_file = disk.open(&path, false)?;
+        Ok(Segment::empty(log_file, base_offset, wall_ms))
+    }
+
+    /// Cuts the file to the segment's size if it is longer (the unused part of a preallocated
+    /// file), so that a sealed segment's length is its size again. Returns whether it cut: the
+    /// cut is durable only after the file's next sync.
+    pub fn release_unused_tail(&self) -> Result<bool, LogError> {
+        if self.log_file.len()? <= self.size_bytes {
+            return Ok(false);
+        }
+        self.log_file.truncate(self.size_bytes)?;
+        Ok(true)
     }
 
     /// An empty in-memory segment over an open file, to be filled by `index_batch` (recovery).

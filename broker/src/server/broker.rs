@@ -560,6 +560,9 @@ impl Broker {
         }
         let mut records = self.catalogue_records();
         records.remove(name);
+        for partition in topic.hosted() {
+            partition.retire_spares();
+        }
         let broker = self.clone();
         let topic_for_io = topic.clone();
         tasks::run_blocking(move || -> Result<(), TopicError> {

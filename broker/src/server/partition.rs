@@ -29,6 +29,7 @@ use crate::consensus::{
 use crate::io::{disk, tasks, Clock, Disk};
 use crate::log::{
     record_batch, AppendInfo, Cleanup, LogConfig, LogError, PartitionLog, RecordBatchHeader,
+    SpareGate, SparePlan,
 };
 use crate::producer::{ProducerError, ProducerStateConfig, ProducerStateTable, SequenceCheck};
 
@@ -95,6 +96,8 @@ pub struct Partition {
     sync_requested: Notify,
     /// The log allows one sync at a time; the syncer, a shutdown flush and a close take turns.
     sync_turn: tokio::sync::Mutex<()>,
+    /// Closed before the partition's directory is removed: no spare is written after.
+    spare_gate: Arc<SpareGate>,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     data_visible: Arc<Notify>,
     /// Set for a replicated partition (cluster mode).
@@ -159,6 +162,7 @@ impl Partition {
             durable_end: watch::channel(durable).0,
             sync_requested: Notify::new(),
             sync_turn: tokio::sync::Mutex::new(()),
+            spare_gate: Arc::new(SpareGate::default()),
             data_visible,
             replica,
             committed_end: watch::channel(0).0,
@@ -759,7 +763,43 @@ impl Partition {
             if !self.sync_once(&disk).await || stopped {
                 return;
             }
+            self.start_spare_if_wanted(&disk);
         }
+    }
+
+    /// Starts writing the next segment's spare file if the log wants one (see
+    /// [`crate::log::spare`]). Checked after each sync: appends are what fill the segment.
+    fn start_spare_if_wanted(self: &Arc<Self>, disk: &Arc<dyn Disk>) {
+        let plan = {
+            let mut state = self.lock();
+            if state.offline.is_some() {
+                return;
+            }
+            state.log.begin_spare()
+        };
+        if let Some(plan) = plan {
+            tasks::spawn(self.clone().prepare_spare(disk.clone(), plan));
+        }
+    }
+
+    /// Writes a spare off the append path; appends and syncs go on meanwhile.
+    async fn prepare_spare(self: Arc<Self>, disk: Arc<dyn Disk>, plan: SparePlan) {
+        let disk_for_io = disk.clone();
+        let gate = self.spare_gate.clone();
+        let result = tasks::run_blocking(move || plan.execute(disk_for_io.as_ref(), &gate)).await;
+        if let Err(error) = &result {
+            tracing::warn!(topic = %self.topic, partition = self.index, %error,
+                "could not preallocate the next segment; it will grow as it fills");
+        }
+        sleep_for_simulated_latency(disk.as_ref()).await;
+        self.lock().log.complete_spare(result.is_ok());
+    }
+
+    /// Stops spare preparation, waiting (one chunk's write at most) for one in progress: called
+    /// before the partition's directory is removed, so that no spare lands in a directory of
+    /// the same name created afterwards.
+    pub fn retire_spares(&self) {
+        self.spare_gate.close();
     }
 
     /// One group commit. Returns false if the partition went offline.

@@ -15,6 +15,7 @@ pub const TOPIC_SETTINGS: &[(&str, &str)] = &[
     ("max.message.bytes", "message.max.bytes"),
     ("index.interval.bytes", "log.index.interval.bytes"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("preallocate", "log.preallocate"),
 ];
 
 /// Applies topic overrides to the broker's log defaults, refusing unknown names and bad values
@@ -62,6 +63,13 @@ pub fn log_config_for_topic(
                     return Err(bad("must be a positive 32-bit number"));
                 }
                 config.index_interval_bytes = bytes as u32;
+            }
+            "preallocate" => {
+                config.preallocate = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("must be `true` or `false`")),
+                }
             }
             // Checked against the replica count by the broker: the log has no use for it.
             "min.insync.replicas" => {
@@ -124,6 +132,7 @@ pub fn describe_topic(
                 "segment.ms" => effective.segment_ms.to_string(),
                 "max.message.bytes" => effective.max_message_bytes.to_string(),
                 "index.interval.bytes" => effective.index_interval_bytes.to_string(),
+                "preallocate" => effective.preallocate.to_string(),
                 "min.insync.replicas" => overrides
                     .get("min.insync.replicas")
                     .map_or_else(|| "1".to_string(), |value| value.trim().to_string()),
