@@ -1,7 +1,7 @@
-"""Preallocated segments (`log.preallocate`, topic `preallocate`) against the real binary:
-the next segment's file is written with zeros ahead of the roll and renamed into place; a
-sealed segment's file ends with its last batch; a SIGKILL leaves the active segment's zeros on
-disk, and the restart cuts them and keeps every acknowledged message."""
+"""Preallocated segments (`log.preallocate`, topic `preallocate`, both off by default) against
+the real binary: the next segment's file is written with zeros ahead of the roll and renamed
+into place; a sealed segment's file ends with its last batch; a SIGKILL leaves the active
+segment's zeros on disk, and the restart cuts them and keeps every acknowledged message."""
 
 import glob
 import os
@@ -16,6 +16,7 @@ import clients
 
 SEGMENT_BYTES = 262144
 SMALL_SEGMENTS = ("--set", f"log.segment.bytes={SEGMENT_BYTES}")
+PREALLOCATE = ("--set", "log.preallocate=true")
 SPARE = "spare.log.tmp"
 # The 12 bytes before a v2 batch's own length field: base offset (8) and length (4).
 BATCH_PREFIX = struct.Struct(">qi")
@@ -88,9 +89,9 @@ def preallocate_setting(admin, topic):
 
 
 def test_segments_are_preallocated_cut_when_sealed_and_recovered_after_sigkill(broker_factory):
-    broker = broker_factory(*SMALL_SEGMENTS)
+    broker = broker_factory(*SMALL_SEGMENTS, *PREALLOCATE)
     admin = clients.create_topic(broker, "pre", 1)
-    assert preallocate_setting(admin, "pre") == "true", "on by default under the sync policy"
+    assert preallocate_setting(admin, "pre") == "true"
     directory = os.path.join(broker.data_dir, "pre-0")
 
     # Half a segment in, a spare is written; the next roll renames it into place, so the
@@ -129,8 +130,8 @@ def test_segments_are_preallocated_cut_when_sealed_and_recovered_after_sigkill(b
     assert sorted(read_all(broker, "pre")) == sorted(acknowledged)
 
 
-def test_preallocation_off_for_the_broker_and_on_for_one_topic(broker_factory):
-    broker = broker_factory(*SMALL_SEGMENTS, "--set", "log.preallocate=false")
+def test_preallocation_off_by_default_and_on_for_one_topic(broker_factory):
+    broker = broker_factory(*SMALL_SEGMENTS)
     admin = clients.create_topic(broker, "plain", 1)
     admin.create_topics([NewTopic("chosen", num_partitions=1, replication_factor=1,
                                   config={"preallocate": "true"})])["chosen"].result(

@@ -195,6 +195,13 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                     .with_resource_name(StrBytes::from_static_str("missing")),
             ]),
         ),
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![1, 7]),
+            ])))
+        }
         other => panic!("{other:?} is advertised but has no request in this test"),
     }
 }

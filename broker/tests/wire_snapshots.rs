@@ -167,6 +167,40 @@ async fn create_produce_fetch_and_list_offsets() {
         )
         .await
     );
+
+    // Every replica here (the offsets topic's too), then only the ones asked for: partition 9
+    // and the topic `missing` do not exist and are left out, as in Kafka.
+    let every = DescribeLogDirsRequest::default().with_topics(None);
+    insta::assert_snapshot!(
+        "describe_log_dirs_v4",
+        exchange(
+            &broker,
+            ApiKey::DescribeLogDirs,
+            4,
+            RequestKind::DescribeLogDirs(every)
+        )
+        .await
+    );
+    let some = DescribeLogDirsRequest::default().with_topics(Some(vec![
+        describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic_name("orders"))
+            .with_partitions(vec![0, 9]),
+        describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic_name("missing"))
+            .with_partitions(vec![0]),
+    ]));
+    insta::assert_snapshot!(
+        "describe_log_dirs_v1",
+        exchange(
+            &broker,
+            ApiKey::DescribeLogDirs,
+            1,
+            RequestKind::DescribeLogDirs(some)
+        )
+        .await
+    );
+    let size = broker.partition("orders", 0).expect("hosted").size_bytes();
+    assert_eq!(size, batch(&["apple", "banana", "cherry"]).len() as u64);
 }
 
 #[tokio::test]

@@ -136,6 +136,8 @@ pub const FLUSH_INTERVAL_MS_MAX: u64 = 2_000;
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 200;
 /// The share of drawn worlds that change a topic's `segment.bytes` during the safety phase.
 pub const SETTINGS_CHANGE_PROBABILITY: f64 = 0.5;
+/// The share of worlds whose brokers preallocate segments (`log.preallocate`, off by default).
+pub const PREALLOCATE_PROBABILITY: f64 = 0.5;
 
 /// The range of the drawn `offsets.topic.segment.bytes`: a few commits fill a segment, so
 /// the offsets log is snapshotted and cleaned many times a run, under the run's faults.
@@ -237,6 +239,10 @@ pub struct ClusterSettings {
     /// `log.retention.check.interval.ms`: how often retention, offsets snapshots and offsets
     /// cleanup run. (Retention itself is unlimited in simulated worlds.)
     pub retention_check_interval_ms: u64,
+    /// `log.preallocate`: whether partitions write their next segment's file ahead of the roll,
+    /// so that crashes land on segments with zeros after their last batch.
+    #[serde(default)]
+    pub preallocate: bool,
 }
 
 /// One topic the workload creates before the safety phase.
@@ -767,6 +773,7 @@ impl World {
                 segment_bytes: random.gen_range(SEGMENT_BYTES_MIN_DRAWN..=SEGMENT_BYTES_MAX_DRAWN),
             });
         }
+        cluster.preallocate = random.gen_bool(PREALLOCATE_PROBABILITY);
         let world = World {
             seed,
             profile,
@@ -1040,6 +1047,8 @@ fn draw_cluster(random: &mut StdRng, profile: FaultProfile) -> ClusterSettings {
         // Drawn last, in `draw_with_brokers`, so that the draws before them stay as they were.
         offsets_segment_bytes: skiff::config::OFFSETS_SEGMENT_BYTES_DEFAULT,
         retention_check_interval_ms: skiff::config::RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+        // Drawn last, in `draw_with_brokers`.
+        preallocate: false,
     }
 }
 

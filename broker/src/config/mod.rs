@@ -325,7 +325,6 @@ impl BrokerConfig {
         let mut advertised: Option<(String, u16)> = None;
         let mut flush_interval_ms = FLUSH_INTERVAL_MS_DEFAULT;
         let mut flush_policy_name = "sync".to_string();
-        let mut preallocate: Option<bool> = None;
         for (name, value) in properties {
             let value = value.as_str();
             match name.as_str() {
@@ -367,7 +366,7 @@ impl BrokerConfig {
                     config.log.index_interval_bytes = parse_positive(name, value)?
                 }
                 "message.max.bytes" => config.log.max_message_bytes = parse_positive(name, value)?,
-                "log.preallocate" => preallocate = Some(parse_bool(name, value)?),
+                "log.preallocate" => config.log.preallocate = parse_bool(name, value)?,
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval_ms = parse_positive(name, value)?
                 }
@@ -426,10 +425,6 @@ impl BrokerConfig {
                 ))
             }
         };
-        // Preallocation shortens the fsyncs that acknowledgements wait for; under the interval
-        // policy nothing waits for them, so by default it does not pay for the extra writes.
-        config.log.preallocate =
-            preallocate.unwrap_or(matches!(config.flush_policy, FlushPolicy::Sync));
         let (host, port) = advertised.unwrap_or_else(|| {
             let host = if config.listener.ip().is_unspecified() {
                 "127.0.0.1".to_string()

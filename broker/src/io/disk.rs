@@ -25,6 +25,13 @@ pub struct DirEntry {
     pub is_dir: bool,
 }
 
+/// The size of a volume and the part of it still free, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeSpace {
+    pub total_bytes: u64,
+    pub usable_bytes: u64,
+}
+
 /// A filesystem: real, or simulated by the simulator.
 pub trait Disk: Send + Sync + 'static {
     /// Opens a file for reading and writing, creating it if `create` is set.
@@ -41,6 +48,14 @@ pub trait Disk: Send + Sync + 'static {
     /// The entries of a directory, sorted by name so that callers iterate deterministically.
     fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
     fn exists(&self, path: &Path) -> bool;
+    /// The size of the volume holding `path` and the bytes free on it for this process (as
+    /// `statvfs` reports them). A disk that cannot tell says `Unsupported`.
+    fn space(&self, _path: &Path) -> io::Result<VolumeSpace> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this disk does not report its space",
+        ))
+    }
 
     /// Returns and resets the simulated latency the operations accrued since the last call. The
     /// simulated disk's methods block but take no simulated time, so the driver sleeps for this

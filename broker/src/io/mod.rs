@@ -28,7 +28,7 @@ pub mod sim_disk;
 pub mod tasks;
 
 pub use clock::Clock;
-pub use disk::{DirEntry, Disk, DiskFile};
+pub use disk::{DirEntry, Disk, DiskFile, VolumeSpace};
 pub use random::Random;
 pub use real_disk::RealDisk;
 pub use sim_disk::{FaultBudget, SimDisk, SimDiskFaults};

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::disk::{DirEntry, Disk, DiskFile};
+use super::disk::{DirEntry, Disk, DiskFile, VolumeSpace};
 
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
@@ -67,6 +67,23 @@ impl Disk for RealDisk {
 
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    fn space(&self, path: &Path) -> io::Result<VolumeSpace> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+        // SAFETY: `stats` is a plain C struct that statvfs fills in; `path` is a valid C string
+        // that outlives the call.
+        let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fragment = stats.f_frsize;
+        Ok(VolumeSpace {
+            total_bytes: stats.f_blocks.saturating_mul(fragment),
+            usable_bytes: stats.f_bavail.saturating_mul(fragment),
+        })
     }
 }
 

@@ -101,7 +101,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::disk::{DirEntry, Disk, DiskFile};
+use super::disk::{DirEntry, Disk, DiskFile, VolumeSpace};
 use faults::{chance, draw_latency, Operation};
 use writeback::{apply, apply_all, sector_pieces, to_index, PendingOperation, Writeback};
 
@@ -586,6 +586,21 @@ impl Disk for SimDisk {
 
     fn take_simulated_latency(&self) -> Duration {
         std::mem::take(&mut lock(&self.state).latency_accrued)
+    }
+
+    /// A disk with a capacity reports it; an unbounded one cannot say.
+    fn space(&self, _path: &Path) -> io::Result<VolumeSpace> {
+        let state = lock(&self.state);
+        let Some(capacity) = state.faults.capacity_bytes else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an unbounded simulated disk",
+            ));
+        };
+        Ok(VolumeSpace {
+            total_bytes: capacity,
+            usable_bytes: capacity.saturating_sub(state.used_bytes_excluding(None)),
+        })
     }
 }
 

@@ -77,8 +77,9 @@ fn operation() -> impl Strategy<Value = Operation> {
     ]
 }
 
-fn config() -> LogConfig {
+fn config(preallocate: bool) -> LogConfig {
     LogConfig {
+        preallocate,
         segment_bytes: 3072,
         index_interval_bytes: 512,
         retention_ms: RETENTION_UNLIMITED,
@@ -101,10 +102,11 @@ struct Harness {
     batches: Vec<ModelBatch>,
     durable_end_offset: i64,
     wall_ms: i64,
+    preallocate: bool,
 }
 
 impl Harness {
-    fn new() -> Self {
+    fn new(preallocate: bool) -> Self {
         let disk = SimDisk::new();
         let mut harness = Harness {
             disk,
@@ -112,6 +114,7 @@ impl Harness {
             batches: Vec::new(),
             durable_end_offset: 0,
             wall_ms: START_MS,
+            preallocate,
         };
         harness.reopen();
         harness
@@ -129,7 +132,7 @@ impl Harness {
         let (log, _report) = PartitionLog::open(
             Arc::new(self.disk.clone()),
             Path::new(DIR),
-            config(),
+            config(self.preallocate),
             self.wall_ms,
         )
         .expect("reopen");
@@ -383,8 +386,11 @@ proptest! {
     })]
 
     #[test]
-    fn log_matches_model(operations in proptest::collection::vec(operation(), 1..OPERATIONS_PER_CASE_MAX)) {
-        let mut harness = Harness::new();
+    fn log_matches_model(
+        preallocate in any::<bool>(),
+        operations in proptest::collection::vec(operation(), 1..OPERATIONS_PER_CASE_MAX),
+    ) {
+        let mut harness = Harness::new(preallocate);
         for operation in &operations {
             harness.apply(operation);
         }

@@ -516,6 +516,7 @@ fn preallocated_spares_grow_with_the_partition_and_their_zeros_never_outlive_a_s
     let disk = SimDisk::new();
     let config = LogConfig {
         segment_bytes: 8 * SPARE_BYTES_FIRST,
+        preallocate: true,
         ..small_config()
     };
     let mut log = open(&disk, config);

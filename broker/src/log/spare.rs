@@ -8,6 +8,10 @@
 //! figures). Writing over blocks that were written and synced before changes no metadata, so
 //! the `fdatasync` only writes the data.
 //!
+//! Off by default: the zeros are written while the data goes on, and on the machine measured
+//! that contention took more from the acknowledgement latency than the shorter fsyncs gave
+//! back (`bench/README.md`). It suits a disk with bandwidth to spare.
+//!
 //! ```text
 //!  active segment half way to the spare's take-over ─► SparePlan (driver, off the append path):
 //!      spare.log.tmp ◄─ zeros, in chunks, synced every SPARE_SYNC_BYTES, synced at the end

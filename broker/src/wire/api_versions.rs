@@ -36,6 +36,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 // Every advertised range must be one the codec can encode and decode.

@@ -109,6 +109,7 @@ fn broker_config(world: &World, index: u32) -> BrokerConfig {
         log: LogConfig {
             segment_bytes: world.cluster.segment_bytes,
             retention_ms: skiff::log::config::RETENTION_UNLIMITED,
+            preallocate: world.cluster.preallocate,
             ..LogConfig::default()
         },
         group_initial_rebalance_delay_ms: world.cluster.group_initial_rebalance_delay_ms,

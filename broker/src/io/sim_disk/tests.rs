@@ -694,3 +694,22 @@ fn a_correct_broker_never_loses_an_acknowledged_record_within_the_protecting_bud
         );
     }
 }
+
+#[test]
+fn a_disk_with_a_capacity_reports_its_space_and_an_unbounded_one_cannot() {
+    let unbounded = SimDisk::new();
+    let error = unbounded.space(Path::new("/")).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+    let bounded = SimDisk::with_faults(
+        3,
+        SimDiskFaults {
+            capacity_bytes: Some(10_000),
+            ..SimDiskFaults::none()
+        },
+    );
+    bounded.create_dir_all(Path::new("/d")).unwrap();
+    let file = bounded.open(Path::new("/d/f"), true).unwrap();
+    file.write_at(&[7; 2_500], 0).unwrap();
+    let space = bounded.space(Path::new("/d")).unwrap();
+    assert_eq!((space.total_bytes, space.usable_bytes), (10_000, 7_500));
+}

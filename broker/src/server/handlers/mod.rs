@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
@@ -91,6 +92,9 @@ pub async fn handle(
         }
         RequestKind::DeleteGroups(body) => {
             ResponseKind::DeleteGroups(groups::delete_groups(broker, version, body).await)
+        }
+        RequestKind::DescribeLogDirs(body) => {
+            ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(broker, body))
         }
         RequestKind::OffsetDelete(body) => {
             ResponseKind::OffsetDelete(groups::offset_delete(broker, body).await)
