@@ -29,6 +29,15 @@ def create_topic(broker, name, partitions):
     return client
 
 
+def create_replicated_topic(cluster, name, partitions, replicas):
+    """Creates a topic with `replicas` replicas per partition and waits until metadata shows it."""
+    client = admin(cluster)
+    futures = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replicas)])
+    futures[name].result(timeout=ADMIN_TIMEOUT_S)
+    wait_for_partitions(client, name, partitions)
+    return client
+
+
 def wait_for_partitions(client, topic, partitions, timeout_s=ADMIN_TIMEOUT_S):
     deadline = time.monotonic() + timeout_s
     seen = None
@@ -217,3 +226,29 @@ class BackgroundProducer:
         self.thread.join(timeout=30)
         remaining = self.producer.flush(TRANSFER_TIMEOUT_S)
         assert remaining == 0, f"{remaining} in-flight messages neither acknowledged nor failed"
+
+
+def produce_numbered(target, topic, count, prefix, value_bytes, **settings):
+    """Produces `count` unique values of about `value_bytes` bytes and checks every one was
+    acknowledged; returns value -> (partition, offset)."""
+    client = producer(target, **settings)
+    acknowledged, failed = produce_all(
+        client, topic, [(None, f"{prefix}-{i:06d}-" + "x" * value_bytes) for i in range(count)])
+    assert not failed and len(acknowledged) == count, f"{len(failed)} failed: {list(failed.values())[:3]}"
+    return acknowledged
+
+
+def watermarks(target, topic, timeout_s=30):
+    """(log start, high watermark) of partition 0, retried while the partition has no leader
+    yet (a cluster just after a broker restarted)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reader = consumer(target, f"{topic}-watermarks")
+        try:
+            return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            reader.close()

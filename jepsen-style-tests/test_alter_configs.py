@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewTopic, ResourceType)
 from kafka.admin import ConfigResource as KafkaPythonConfigResource
@@ -58,19 +58,7 @@ def produce_kilobytes(target, topic, count, prefix):
 
 
 def watermarks(target, topic):
-    """(log start, high watermark) of partition 0, retried while the partition has no
-    leader yet (a cluster just after a broker restarted)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        reader = clients.consumer(target, f"{topic}-watermarks")
-        try:
-            return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-        finally:
-            reader.close()
+    return clients.watermarks(target, topic, WAIT_S)
 
 
 def log_start(target, topic):

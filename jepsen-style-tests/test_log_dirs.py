@@ -6,7 +6,6 @@ import glob
 import os
 import time
 
-from confluent_kafka.admin import NewTopic
 from kafka.admin import KafkaAdminClient
 
 import clients
@@ -75,10 +74,7 @@ def test_a_broker_reports_its_replicas_sizes_and_its_volume(broker):
 
 def test_every_broker_of_a_cluster_reports_its_own_replica(cluster_factory):
     cluster = cluster_factory(3)
-    admin = clients.admin(cluster)
-    admin.create_topics([NewTopic("spread", num_partitions=1, replication_factor=3)])[
-        "spread"].result(timeout=clients.ADMIN_TIMEOUT_S)
-    clients.wait_for_partitions(admin, "spread", 1)
+    clients.create_replicated_topic(cluster, "spread", 1, 3)
     produce(cluster, "spread", 300, partition=0)
 
     def replica_directory(broker):

@@ -42,11 +42,7 @@ def segment_files(directory):
 
 
 def produce(broker, topic, count, prefix):
-    producer = clients.producer(broker, **{"batch.size": 16384, "linger.ms": 2})
-    acknowledged, failed = clients.produce_all(
-        producer, topic, [(None, f"{prefix}-{i:06d}-" + "x" * 1000) for i in range(count)])
-    assert not failed and len(acknowledged) == count
-    return acknowledged
+    return clients.produce_numbered(broker, topic, count, prefix, 1000, **{"batch.size": 16384, "linger.ms": 2})
 
 
 def wait_until(condition, what):

@@ -202,6 +202,20 @@ fn request_for(api_key: ApiKey) -> RequestKind {
                     .with_partitions(vec![1, 7]),
             ])))
         }
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(5)
+                            .with_offset(3),
+                    ])]),
+        ),
         other => panic!("{other:?} is advertised but has no request in this test"),
     }
 }

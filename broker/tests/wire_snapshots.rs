@@ -61,6 +61,36 @@ fn batch(values: &[&str]) -> Bytes {
     encode_batch(&records, 1_700_000_000_000)
 }
 
+/// An acks=-1 Produce of one batch of `values` to partition 0 of `orders`.
+fn produce_to_orders(values: &[&str]) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic_name("orders"))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(values))),
+            ])])
+}
+
+/// Creates the one-partition topic `orders`.
+async fn create_orders(broker: &Arc<Broker>) {
+    broker
+        .create_topic(
+            "orders",
+            skiff::server::broker::TopicShape::Counts {
+                partitions: 1,
+                replication_factor: 1,
+            },
+            Default::default(),
+            false,
+        )
+        .await
+        .expect("topic created");
+}
+
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
@@ -100,16 +130,7 @@ async fn create_produce_fetch_and_list_offsets() {
         .await
     );
 
-    let produce = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5_000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(topic_name("orders"))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch(&["apple", "banana", "cherry"]))),
-            ])]);
+    let produce = produce_to_orders(&["apple", "banana", "cherry"]);
     insta::assert_snapshot!(
         "produce_v9",
         exchange(&broker, ApiKey::Produce, 9, RequestKind::Produce(produce)).await
@@ -204,6 +225,76 @@ async fn create_produce_fetch_and_list_offsets() {
 }
 
 #[tokio::test]
+async fn delete_records_moves_the_log_start() {
+    let broker = broker();
+    create_orders(&broker).await;
+    for values in [&["a", "b", "c"][..], &["d", "e"][..]] {
+        let produce = produce_to_orders(values);
+        exchange(&broker, ApiKey::Produce, 9, RequestKind::Produce(produce)).await;
+    }
+    // Offset 2 is inside the first batch; 9 is past the high watermark (5); partition 3 and
+    // the offsets topic cannot be deleted from.
+    let delete = |partition: i32, offset: i64, topic: &str| {
+        delete_records_request::DeleteRecordsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(offset),
+            ])
+    };
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            delete(0, 2, "orders"),
+            delete(3, 1, "orders"),
+            delete(0, 0, "__consumer_offsets"),
+        ]);
+    insta::assert_snapshot!(
+        "delete_records_v2",
+        exchange(
+            &broker,
+            ApiKey::DeleteRecords,
+            2,
+            RequestKind::DeleteRecords(request)
+        )
+        .await
+    );
+    let partition = broker.partition("orders", 0).expect("hosted");
+    assert_eq!(partition.log_start_offset(), 2);
+    assert!(
+        partition.read(1, 1 << 20).is_err(),
+        "below the log start is out of range"
+    );
+    let (bytes, _, log_start) = partition.read(2, 1 << 20).expect("from the log start");
+    assert_eq!(log_start, 2);
+    assert!(!bytes.is_empty());
+    // Past the high watermark: refused, nothing changes.
+    let request = DeleteRecordsRequest::default().with_topics(vec![delete(0, 9, "orders")]);
+    insta::assert_snapshot!(
+        "delete_records_past_the_high_watermark_v0",
+        exchange(
+            &broker,
+            ApiKey::DeleteRecords,
+            0,
+            RequestKind::DeleteRecords(request)
+        )
+        .await
+    );
+    // -1: everything consumers can read.
+    let request = DeleteRecordsRequest::default().with_topics(vec![delete(0, -1, "orders")]);
+    exchange(
+        &broker,
+        ApiKey::DeleteRecords,
+        1,
+        RequestKind::DeleteRecords(request),
+    )
+    .await;
+    assert_eq!(partition.log_start_offset(), 5);
+    assert_eq!(partition.offset_for_timestamp(0).expect("searched"), None);
+}
+
+#[tokio::test]
 async fn coordinator_and_producer_id() {
     let broker = broker();
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group-a"));
@@ -236,18 +327,7 @@ async fn coordinator_and_producer_id() {
 #[tokio::test]
 async fn alter_and_describe_topic_settings() {
     let broker = broker();
-    broker
-        .create_topic(
-            "orders",
-            skiff::server::broker::TopicShape::Counts {
-                partitions: 1,
-                replication_factor: 1,
-            },
-            Default::default(),
-            false,
-        )
-        .await
-        .expect("topic created");
+    create_orders(&broker).await;
     let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
         incremental_alter_configs_request::AlterConfigsResource::default()
             .with_resource_type(2)

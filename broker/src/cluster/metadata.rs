@@ -54,6 +54,13 @@ pub enum MetadataRecord {
         previous: BTreeMap<String, String>,
         configs: BTreeMap<String, String>,
     },
+    /// DeleteRecords: raises a partition's log start to `offset` on every replica (never
+    /// lowers it).
+    DeleteRecords {
+        name: String,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 impl MetadataRecord {
@@ -105,6 +112,8 @@ pub struct TopicImage {
     /// Partition `i`'s replicas, preferred leader first.
     pub replicas: Vec<Vec<NodeId>>,
     pub configs: BTreeMap<String, String>,
+    /// Partition `i`'s log start as DeleteRecords set it; absent where it never did.
+    pub log_start_offsets: BTreeMap<i32, i64>,
 }
 
 /// What applying one record changed, for the broker to act on.
@@ -122,6 +131,12 @@ pub enum MetadataChange {
     /// The topic's setting overrides changed.
     TopicReconfigured {
         name: String,
+    },
+    /// DeleteRecords raised a partition's log start.
+    LogStartRaised {
+        name: String,
+        partition: i32,
+        offset: i64,
     },
     /// The record could not apply (a duplicate create racing another); nothing changed.
     Ignored {
@@ -176,6 +191,7 @@ impl MetadataImage {
                         groups,
                         replicas,
                         configs: configs.clone(),
+                        log_start_offsets: BTreeMap::new(),
                     },
                 );
                 MetadataChange::TopicGrew {
@@ -239,6 +255,34 @@ impl MetadataImage {
                     MetadataChange::TopicReconfigured { name: name.clone() }
                 }
             },
+            MetadataRecord::DeleteRecords {
+                name,
+                partition,
+                offset,
+            } => {
+                let Some(topic) = self.topics.get_mut(name) else {
+                    return MetadataChange::Ignored {
+                        reason: format!("topic {name} does not exist"),
+                    };
+                };
+                if *partition < 0 || *partition as usize >= topic.groups.len() || *offset < 0 {
+                    return MetadataChange::Ignored {
+                        reason: format!("no partition {partition} of {name}, or offset {offset}"),
+                    };
+                }
+                let start = topic.log_start_offsets.entry(*partition).or_insert(0);
+                if *offset <= *start {
+                    return MetadataChange::Ignored {
+                        reason: format!("{name}-{partition} already starts at {start}"),
+                    };
+                }
+                *start = *offset;
+                MetadataChange::LogStartRaised {
+                    name: name.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                }
+            }
         }
     }
 
@@ -348,6 +392,45 @@ mod tests {
             MetadataChange::Ignored { .. }
         ));
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn delete_records_only_raises_the_log_start_of_a_partition_that_exists() {
+        let mut image = MetadataImage::new(vec![1, 2, 3]);
+        image.apply(&create("a", 2));
+        let delete = |name: &str, partition: i32, offset: i64| MetadataRecord::DeleteRecords {
+            name: name.to_string(),
+            partition,
+            offset,
+        };
+        assert_eq!(
+            image.apply(&delete("a", 1, 40)),
+            MetadataChange::LogStartRaised {
+                name: "a".to_string(),
+                partition: 1,
+                offset: 40,
+            }
+        );
+        let before = image.clone();
+        for ignored in [
+            delete("a", 1, 40),
+            delete("a", 1, 12),
+            delete("a", 2, 5),
+            delete("a", -1, 5),
+            delete("b", 0, 5),
+        ] {
+            assert!(matches!(
+                image.apply(&ignored),
+                MetadataChange::Ignored { .. }
+            ));
+        }
+        assert_eq!(image, before);
+        assert_eq!(
+            image.topics["a"].log_start_offsets,
+            BTreeMap::from([(1, 40)])
+        );
+        let decoded = MetadataRecord::decode(&delete("a", 0, 7).encode()).unwrap();
+        assert_eq!(decoded, delete("a", 0, 7));
     }
 
     #[test]

@@ -247,6 +247,19 @@ fn apply_record(
                 }
             }
         }
+        MetadataChange::LogStartRaised {
+            name,
+            partition,
+            offset,
+        } => match broker.partition(&name, partition) {
+            Some(replica) => {
+                tracing::info!(topic = %name, partition, offset, "log start raised by DeleteRecords");
+                replica.raise_log_start_floor(offset);
+            }
+            None => {
+                tracing::debug!(topic = %name, partition, "no replica here to raise the log start of")
+            }
+        },
         MetadataChange::TopicDeleted { name, groups } => {
             broker.forget_topic(&name);
             let removed: Vec<Arc<Partition>> = {

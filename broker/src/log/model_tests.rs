@@ -54,9 +54,12 @@ enum Operation {
         per_mille: i64,
         max_bytes: usize,
     },
-    /// ListOffsets by a timestamp this many milliseconds after the start.
+    /// ListOffsets by a timestamp this many milliseconds after the start, from the given
+    /// fraction (per mille) of the way from log start to log end (a log start DeleteRecords
+    /// raised past the first segment's base).
     FindTimestamp {
         after_start_ms: i64,
+        from_per_mille: i64,
     },
 }
 
@@ -73,7 +76,9 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (0i64..=1000).prop_map(|per_mille| Operation::TruncateTo { per_mille }),
         1 => Just(Operation::Retention),
         2 => (0i64..=1000, 1usize..3000).prop_map(|(per_mille, max_bytes)| Operation::Read { per_mille, max_bytes }),
-        1 => (0i64..800).prop_map(|after_start_ms| Operation::FindTimestamp { after_start_ms }),
+        1 => (0i64..800, prop_oneof![Just(0i64), 0i64..=1000]).prop_map(
+            |(after_start_ms, from_per_mille)| Operation::FindTimestamp { after_start_ms, from_per_mille },
+        ),
     ]
 }
 
@@ -245,8 +250,12 @@ impl Harness {
                 let offset = self.offset_at(per_mille);
                 self.check_read(offset, max_bytes);
             }
-            Operation::FindTimestamp { after_start_ms } => {
-                self.check_offset_for_timestamp(START_MS + after_start_ms);
+            Operation::FindTimestamp {
+                after_start_ms,
+                from_per_mille,
+            } => {
+                let from = self.offset_at(from_per_mille);
+                self.check_offset_for_timestamp(START_MS + after_start_ms, from);
             }
         }
         let log = self.log.as_ref().expect("open");
@@ -310,7 +319,7 @@ impl Harness {
     }
 
     /// Compares ListOffsets with a brute-force search of the model's records.
-    fn check_offset_for_timestamp(&mut self, timestamp: i64) {
+    fn check_offset_for_timestamp(&mut self, timestamp: i64, from: i64) {
         let start = self.log().log_start_offset();
         let end = self.model_end();
         let expected = self
@@ -323,14 +332,14 @@ impl Harness {
                     .expect("decodable");
                 set.records
                     .iter()
-                    .find(|record| record.timestamp >= timestamp)
+                    .find(|record| record.timestamp >= timestamp && record.offset >= from)
                     .map(|record| (record.offset, record.timestamp))
             });
         let found = self
             .log()
-            .offset_for_timestamp(timestamp, end)
+            .offset_for_timestamp(timestamp, from, end)
             .expect("offset for timestamp");
-        assert_eq!(found, expected, "timestamp {timestamp}");
+        assert_eq!(found, expected, "timestamp {timestamp} from offset {from}");
     }
 
     /// Reads the whole log and compares it with the model, batch by batch.

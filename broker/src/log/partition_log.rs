@@ -534,19 +534,24 @@ impl PartitionLog {
         Ok(bytes)
     }
 
-    /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp,
-    /// among batches ending below `upper_bound`. Exact to the record for batches the records
-    /// codec can decode, else to the batch.
+    /// The first offset at or after `lower_bound` whose record timestamp is at or after
+    /// `timestamp`, with that timestamp, among batches ending below `upper_bound`. Exact to the
+    /// record for batches the records codec can decode, else to the batch.
     pub fn offset_for_timestamp(
         &self,
         timestamp: i64,
+        lower_bound: i64,
         upper_bound: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
         for segment in &self.segments {
-            if segment.max_timestamp() < timestamp || segment.is_empty() {
+            if segment.max_timestamp() < timestamp
+                || segment.is_empty()
+                || segment.next_offset() <= lower_bound
+            {
                 continue;
             }
-            let from = segment.base_offset() + i64::from(segment.time_index().lookup(timestamp));
+            let from = (segment.base_offset() + i64::from(segment.time_index().lookup(timestamp)))
+                .max(lower_bound);
             let Some((mut position, mut header)) = segment.find(from)? else {
                 continue;
             };
@@ -555,9 +560,11 @@ impl PartitionLog {
                 if header.last_offset() >= upper_bound {
                     return Ok(None);
                 }
-                if header.max_timestamp >= timestamp {
+                if header.max_timestamp >= timestamp && header.last_offset() >= lower_bound {
                     let bytes = segment.read_bytes(position, header.total_bytes())?;
-                    return Ok(Some(exact_record(bytes, &header, timestamp)));
+                    if let Some(found) = exact_record(bytes, &header, timestamp, lower_bound) {
+                        return Ok(Some(found));
+                    }
                 }
                 position += header.total_bytes() as u64;
                 if position >= segment.size_bytes() {
@@ -824,16 +831,21 @@ impl PartitionLog {
     }
 }
 
-/// The first record of `batch` at or after `timestamp`, decoded with the records codec; falls
-/// back to the batch's base offset and newest timestamp if the batch cannot be decoded.
-fn exact_record(mut batch: Bytes, header: &RecordBatchHeader, timestamp: i64) -> (i64, i64) {
-    let fallback = (header.base_offset, header.max_timestamp);
+/// The first record of `batch` at or after `timestamp` and `lower_bound`, decoded with the
+/// records codec (`None` if no record of the batch qualifies); falls back to the batch's first
+/// offset from `lower_bound` and its newest timestamp if the batch cannot be decoded.
+fn exact_record(
+    mut batch: Bytes,
+    header: &RecordBatchHeader,
+    timestamp: i64,
+    lower_bound: i64,
+) -> Option<(i64, i64)> {
     match kafka_protocol::records::RecordBatchDecoder::decode(&mut batch) {
         Ok(set) => set
             .records
             .iter()
-            .find(|record| record.timestamp >= timestamp)
-            .map_or(fallback, |record| (record.offset, record.timestamp)),
-        Err(_) => fallback,
+            .find(|record| record.timestamp >= timestamp && record.offset >= lower_bound)
+            .map(|record| (record.offset, record.timestamp)),
+        Err(_) => Some((header.base_offset.max(lower_bound), header.max_timestamp)),
     }
 }

@@ -288,20 +288,25 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     fill(&mut log, 20);
     // Batch `i` holds offsets 3i..3i+2 with timestamps START_MS + 1000 i + 0..2.
     assert_eq!(
-        log.offset_for_timestamp(0, i64::MAX).unwrap(),
+        log.offset_for_timestamp(0, 0, i64::MAX).unwrap(),
         Some((0, START_MS))
     );
     assert_eq!(
-        log.offset_for_timestamp(START_MS + 7001, i64::MAX).unwrap(),
+        log.offset_for_timestamp(START_MS + 7001, 0, i64::MAX)
+            .unwrap(),
         Some((22, START_MS + 7001))
     );
     assert_eq!(
-        log.offset_for_timestamp(START_MS + 7003, i64::MAX).unwrap(),
+        log.offset_for_timestamp(START_MS + 7003, 0, i64::MAX)
+            .unwrap(),
         Some((24, START_MS + 8000))
     );
-    assert_eq!(log.offset_for_timestamp(START_MS + 7003, 24).unwrap(), None);
     assert_eq!(
-        log.offset_for_timestamp(START_MS + 50_000, i64::MAX)
+        log.offset_for_timestamp(START_MS + 7003, 0, 24).unwrap(),
+        None
+    );
+    assert_eq!(
+        log.offset_for_timestamp(START_MS + 50_000, 0, i64::MAX)
             .unwrap(),
         None
     );
@@ -338,7 +343,8 @@ fn clean_close_trusts_indexes_and_crash_rescans() {
     assert_eq!(log.log_end_offset(), 60);
     assert_eq!(log.read(0, 1 << 20, i64::MAX).unwrap(), before);
     assert_eq!(
-        log.offset_for_timestamp(START_MS + 7001, i64::MAX).unwrap(),
+        log.offset_for_timestamp(START_MS + 7001, 0, i64::MAX)
+            .unwrap(),
         Some((22, START_MS + 7001))
     );
     drop(log);

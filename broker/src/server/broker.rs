@@ -210,6 +210,14 @@ impl Broker {
             })?;
             let topic =
                 broker.open_topic(name, id, record.partitions, record.configs.clone(), 0)?;
+            for (&index, &offset) in &record.log_start_offsets {
+                if let Some(Some(partition)) = usize::try_from(index)
+                    .ok()
+                    .and_then(|index| topic.partitions.get(index))
+                {
+                    partition.raise_log_start_floor(offset);
+                }
+            }
             broker.install(topic);
         }
         if !records.contains_key(OFFSETS_TOPIC) {
@@ -235,10 +243,20 @@ impl Broker {
     }
 
     fn record_of(topic: &Topic) -> TopicRecord {
+        let log_start_offsets = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, partition)| {
+                let floor = partition.as_ref()?.log_start_floor();
+                (floor > 0).then_some((index as i32, floor))
+            })
+            .collect();
         TopicRecord {
             id: hex_id(&topic.id),
             partitions: topic.partitions.len() as i32,
             configs: topic.configs.clone(),
+            log_start_offsets,
         }
     }
 
@@ -683,6 +701,55 @@ impl Broker {
     /// the metadata log, and applied to the topic's open partitions. A change to
     /// `segment.bytes` or `segment.ms` takes effect at the next append, retention at the next
     /// retention pass.
+    /// DeleteRecords: raises a partition's log start to `offset`, which the caller checked is
+    /// at most the high watermark. Durable (in the catalogue, or committed to the metadata log
+    /// and applied here) before this returns; a lower or equal offset changes nothing.
+    pub async fn raise_log_start(
+        self: &Arc<Self>,
+        name: &str,
+        index: i32,
+        offset: i64,
+    ) -> Result<(), TopicError> {
+        if let Some(cluster) = self.cluster.get() {
+            let record = MetadataRecord::DeleteRecords {
+                name: name.to_string(),
+                partition: index,
+                offset,
+            };
+            return cluster
+                .change_metadata(record, |image| {
+                    image.topics.get(name).is_none_or(|topic| {
+                        topic.log_start_offsets.get(&index).copied().unwrap_or(0) >= offset
+                    })
+                })
+                .await
+                .map_err(TopicError::NotApplied);
+        }
+        let _guard = self.catalogue.lock().await;
+        let partition = self
+            .partition(name, index)
+            .ok_or_else(|| TopicError::Unknown(format!("{name}-{index}")))?;
+        if offset <= partition.log_start_floor() {
+            return Ok(());
+        }
+        // In the catalogue, synced, before any client sees the new start: a restart keeps it.
+        let mut records = self.catalogue_records();
+        if let Some(record) = records.get_mut(name) {
+            record.log_start_offsets.insert(index, offset);
+        }
+        let broker = self.clone();
+        tasks::run_blocking(move || {
+            data_dir::store_topics(
+                broker.seams.disk.as_ref(),
+                &broker.config.data_dir,
+                &records,
+            )
+        })
+        .await?;
+        partition.raise_log_start_floor(offset);
+        Ok(())
+    }
+
     pub async fn alter_topic_configs(
         self: &Arc<Self>,
         name: &str,

@@ -66,6 +66,9 @@ pub struct TopicRecord {
     /// Topic-level config overrides by Kafka name.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Partition `i`'s log start as DeleteRecords set it; absent where it never did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_start_offsets: BTreeMap<i32, i64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -289,6 +292,7 @@ mod tests {
                 id: "00".repeat(16),
                 partitions: 3,
                 configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+                log_start_offsets: BTreeMap::from([(2, 40)]),
             },
         );
         store_topics(&disk, root, &topics).unwrap();

@@ -68,6 +68,20 @@ struct PartitionState {
     /// A replicated partition accepts produce requests only in the term whose leader marker
     /// its log holds: proposals must land after the marker.
     writable_term: Option<Term>,
+    /// The log start DeleteRecords asked for: offsets below it are gone for clients, and the
+    /// segments wholly below it are deleted by the next retention pass. Kept by the catalogue
+    /// (one broker) or the metadata log (a cluster), not by the log itself.
+    log_start_floor: i64,
+}
+
+impl PartitionState {
+    /// The log start clients see: the log's first offset, or the DeleteRecords floor where
+    /// that is later. A replica that has not yet reached the floor starts at its log end.
+    fn visible_log_start(&self) -> i64 {
+        self.log
+            .log_start_offset()
+            .max(self.log_start_floor.min(self.log.log_end_offset()))
+    }
 }
 
 /// How a replicated partition reaches its Raft group.
@@ -158,6 +172,7 @@ impl Partition {
                 producers,
                 offline: None,
                 writable_term: None,
+                log_start_floor: 0,
             }),
             durable_end: watch::channel(durable).0,
             sync_requested: Notify::new(),
@@ -867,7 +882,18 @@ impl Partition {
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.lock().log.log_start_offset()
+        self.lock().visible_log_start()
+    }
+
+    /// The log start DeleteRecords set (0 if it never did), for the catalogue.
+    pub fn log_start_floor(&self) -> i64 {
+        self.lock().log_start_floor
+    }
+
+    /// Raises the DeleteRecords floor to `offset` (never lowers it).
+    pub fn raise_log_start_floor(&self, offset: i64) {
+        let mut state = self.lock();
+        state.log_start_floor = state.log_start_floor.max(offset);
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -885,8 +911,17 @@ impl Partition {
         if let Some(reason) = &state.offline {
             return Err(PartitionError::Offline(reason.clone()));
         }
+        let log_start = state.visible_log_start();
+        if offset < log_start {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end: state.log.log_end_offset(),
+            }
+            .into());
+        }
         let bytes = state.log.read(offset, max_bytes, high_watermark)?;
-        Ok((bytes, high_watermark, state.log.log_start_offset()))
+        Ok((bytes, high_watermark, log_start))
     }
 
     /// Calls `visit` with every data record (control records skipped) from `from_offset` up to
@@ -940,15 +975,28 @@ impl Partition {
     ) -> Result<Option<(i64, i64)>, PartitionError> {
         let high_watermark = self.high_watermark();
         let state = self.lock();
-        Ok(state.log.offset_for_timestamp(timestamp, high_watermark)?)
+        let log_start = state.visible_log_start();
+        Ok(state
+            .log
+            .offset_for_timestamp(timestamp, log_start, high_watermark)?)
     }
 
     /// Applies retention; returns how many segments were deleted.
     /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
     /// A replica deletes only committed segments: the core may still send or truncate the
     /// entries above its commit index.
+    /// Segments wholly below the DeleteRecords floor go first, whatever their age.
     pub fn apply_retention(&self, disk: &dyn Disk, wall_ms: i64) -> Result<usize, PartitionError> {
-        self.apply_cleanup(disk, wall_ms, Cleanup::Retention { wall_ms }, i64::MAX)
+        let (visible_start, log_start) = {
+            let state = self.lock();
+            (state.visible_log_start(), state.log.log_start_offset())
+        };
+        let mut deleted = 0;
+        if visible_start > log_start {
+            deleted += self.apply_cleanup(disk, wall_ms, Cleanup::Superseded, visible_start)?;
+        }
+        deleted += self.apply_cleanup(disk, wall_ms, Cleanup::Retention { wall_ms }, i64::MAX)?;
+        Ok(deleted)
     }
 
     /// Deletes the oldest sealed segments that `cleanup` allows and that end at or below

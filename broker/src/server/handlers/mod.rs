@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alter_configs;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
@@ -92,6 +93,9 @@ pub async fn handle(
         }
         RequestKind::DeleteGroups(body) => {
             ResponseKind::DeleteGroups(groups::delete_groups(broker, version, body).await)
+        }
+        RequestKind::DeleteRecords(body) => {
+            ResponseKind::DeleteRecords(delete_records::delete_records(broker, body).await)
         }
         RequestKind::DescribeLogDirs(body) => {
             ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(broker, body))
