@@ -1,8 +1,8 @@
-"""kafkajs, the pure-JavaScript Kafka client, against the real binary: topic administration,
-an idempotent producer, and a consumer group of two that rebalances when one member leaves,
-commits, and resumes from its committed offsets after a broker restart. kafkajs speaks
-older protocol versions than librdkafka (Produce v7, Fetch v11, JoinGroup v5) and implements
-the group protocol itself, so it exercises paths the other clients do not.
+"""kafkajs, the pure-JavaScript Kafka client, against the real binary: topic administration
+(DeleteRecords too), an idempotent producer, and a consumer group of two that rebalances when
+one member leaves, commits, and resumes from its committed offsets after a broker restart.
+kafkajs speaks older protocol versions than librdkafka (Produce v7, Fetch v11, JoinGroup v5)
+and implements the group protocol itself, so it exercises paths the other clients do not.
 
 The client runs as `node kafkajs/client.js`, one operation per process; `scripts/test-all`
 installs Node.js and the pinned kafkajs (`kafkajs/package-lock.json`) when missing."""
@@ -30,6 +30,7 @@ def test_kafkajs_administers_topics(broker):
     assert result["before"] == {"value": "86400000", "isDefault": False}
     assert result["after"] == {"value": "3600000", "isDefault": False}, "AlterConfigs did not apply"
     assert result["partitions"] == 4 and result["offsets"] == 4
+    assert result["trimmed"] == {"low": "2", "high": "5"}, "DeleteRecords did not move the log start"
     assert result["deleted"]
 
 

@@ -55,6 +55,17 @@ async function admin() {
     await client.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
     const metadata = await client.fetchTopicMetadata({ topics: [topic] });
     const offsets = await client.fetchTopicOffsets(topic);
+    // DeleteRecords: five records in partition 0, the first two deleted.
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: [0, 1, 2, 3, 4].map((index) => ({ value: `record-${index}`, partition: 0 })),
+    });
+    await producer.disconnect();
+    await client.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '2' }] });
+    const trimmed = (await client.fetchTopicOffsets(topic)).find((entry) => entry.partition === 0);
     await client.deleteTopics({ topics: [topic] });
     const remaining = await client.listTopics();
     return {
@@ -63,6 +74,7 @@ async function admin() {
       after,
       partitions: metadata.topics[0].partitions.length,
       offsets: offsets.length,
+      trimmed: { low: trimmed.low, high: trimmed.high },
       deleted: !remaining.includes(topic),
     };
   } finally {
