@@ -39,6 +39,12 @@ def delete_with_confluent(target, topic, offset):
     return future.result(timeout=WAIT_S).low_watermark
 
 
+def only_segments_from(directory, start):
+    """Whether the first segment of `directory` holds `start` and no earlier segment is left."""
+    bases = sorted(int(os.path.basename(path)[:20]) for path in glob.glob(os.path.join(directory, "*.log")))
+    return bases[0] <= start and (len(bases) == 1 or bases[1] > start)
+
+
 def first_offset_from_the_beginning(target, topic, group):
     """The offset a new consumer group starting from the earliest record reads first."""
     reader = clients.consumer(target, group)
@@ -74,10 +80,7 @@ def test_deleted_records_are_gone_for_clients_and_their_segments_for_the_disk(br
 
     # The segments wholly below the start go at the next retention pass; the one holding
     # offset 250 stays.
-    def segments_below_start_deleted():
-        bases = sorted(int(os.path.basename(path)[:20]) for path in glob.glob(os.path.join(directory, "*.log")))
-        return bases[0] <= 250 and (len(bases) == 1 or bases[1] > 250)
-    wait_until(segments_below_start_deleted, "the segments below the log start to be deleted")
+    wait_until(lambda: only_segments_from(directory, 250), "the segments below the log start to be deleted")
 
     # Refusals: past the high watermark, and the offsets topic.
     with pytest.raises(KafkaException) as refused:
@@ -99,13 +102,17 @@ def test_deleted_records_are_gone_for_clients_and_their_segments_for_the_disk(br
 
 
 def test_a_cluster_keeps_the_log_start_when_the_leader_changes(cluster_factory):
-    cluster = cluster_factory(3)
+    cluster = cluster_factory(3, *SMALL_SEGMENTS)
     admin = clients.create_replicated_topic(cluster, "shared", 1, 3)
     produce(cluster, "shared", 300, "replicated")
     low, high = clients.watermarks(cluster, "shared")
     assert high >= 300
     target = low + 120
     assert delete_with_confluent(cluster, "shared", target) == target
+    for broker in cluster.brokers:
+        [directory] = glob.glob(os.path.join(broker.data_dir, "shared-0.g*"))
+        wait_until(lambda: only_segments_from(directory, target),
+                   f"node {broker.node_id} to delete its segments below the log start")
 
     leader_id = admin.list_topics("shared", timeout=10).topics["shared"].partitions[0].leader
     cluster.member(leader_id).stop(signal.SIGKILL)
