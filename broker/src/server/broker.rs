@@ -732,6 +732,15 @@ impl Broker {
         if offset <= partition.log_start_floor() {
             return Ok(());
         }
+        // Everything below the new start is made durable first. Under the interval policy the
+        // high watermark can be ahead of the last fsync; without this, a machine crash could
+        // take the log end back below the recorded start, and records appended after the
+        // restart at those offsets would be hidden behind it.
+        if !partition.sync_once(&self.seams.disk).await {
+            return Err(TopicError::Storage(format!(
+                "{name}-{index} is offline after a storage error"
+            )));
+        }
         // In the catalogue, synced, before any client sees the new start: a restart keeps it.
         let mut records = self.catalogue_records();
         if let Some(record) = records.get_mut(name) {
