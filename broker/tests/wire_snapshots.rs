@@ -75,6 +75,23 @@ fn produce_to_orders(values: &[&str]) -> ProduceRequest {
             ])])
 }
 
+/// A ListOffsets of `orders` for each `(partition, timestamp)`.
+fn list_orders_offsets(wanted: &[(i32, i64)]) -> ListOffsetsRequest {
+    let partitions = wanted
+        .iter()
+        .map(|&(partition, timestamp)| {
+            list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)
+        })
+        .collect();
+    ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(topic_name("orders"))
+            .with_partitions(partitions),
+    ])
+}
+
 /// Creates the one-partition topic `orders`.
 async fn create_orders(broker: &Arc<Broker>) {
     broker
@@ -152,24 +169,27 @@ async fn create_produce_fetch_and_list_offsets() {
         exchange(&broker, ApiKey::Fetch, 12, RequestKind::Fetch(fetch)).await
     );
 
-    let list = ListOffsetsRequest::default().with_topics(vec![
-        list_offsets_request::ListOffsetsTopic::default()
-            .with_name(topic_name("orders"))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(-1),
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(1)
-                    .with_timestamp(-2),
-            ]),
-    ]);
+    let list = list_orders_offsets(&[(0, -1), (1, -2)]);
     insta::assert_snapshot!(
         "list_offsets_v6",
         exchange(
             &broker,
             ApiKey::ListOffsets,
             6,
+            RequestKind::ListOffsets(list)
+        )
+        .await
+    );
+
+    // v8: the record with the largest timestamp (-3, "cherry" at offset 2), and the earliest
+    // local offset (-4), the log start here.
+    let list = list_orders_offsets(&[(0, -3), (0, -4), (1, -3)]);
+    insta::assert_snapshot!(
+        "list_offsets_max_timestamp_v8",
+        exchange(
+            &broker,
+            ApiKey::ListOffsets,
+            8,
             RequestKind::ListOffsets(list)
         )
         .await

@@ -35,6 +35,9 @@ enum Operation {
         records: usize,
         value_bytes: usize,
         leader_epoch: i32,
+        /// How far before the wall clock the batch's first timestamp is: producers' clocks
+        /// differ, so timestamps in a log go back and forth, and equal ones recur.
+        timestamp_back_ms: i64,
     },
     Sync,
     /// Prepares the spare for the next segment, if the log wants one now (`preallocate`).
@@ -61,13 +64,23 @@ enum Operation {
         after_start_ms: i64,
         from_per_mille: i64,
     },
+    /// ListOffsets' MAX_TIMESTAMP from the given fraction (per mille) of the way from log start
+    /// to log end.
+    FindMaxTimestamp {
+        from_per_mille: i64,
+    },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        8 => (1usize..6, 0usize..300, 0i32..3).prop_map(|(records, value_bytes, leader_epoch)| {
-            Operation::Append { records, value_bytes, leader_epoch }
-        }),
+        8 => (1usize..6, 0usize..300, 0i32..3, prop_oneof![Just(0i64), 0i64..300]).prop_map(
+            |(records, value_bytes, leader_epoch, timestamp_back_ms)| Operation::Append {
+                records,
+                value_bytes,
+                leader_epoch,
+                timestamp_back_ms,
+            },
+        ),
         3 => Just(Operation::Sync),
         2 => Just(Operation::PrepareSpare),
         1 => any::<u64>().prop_map(|seed| Operation::Crash { seed }),
@@ -79,6 +92,8 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (0i64..800, prop_oneof![Just(0i64), 0i64..=1000]).prop_map(
             |(after_start_ms, from_per_mille)| Operation::FindTimestamp { after_start_ms, from_per_mille },
         ),
+        1 => prop_oneof![Just(0i64), 0i64..=1000]
+            .prop_map(|from_per_mille| Operation::FindMaxTimestamp { from_per_mille }),
     ]
 }
 
@@ -173,8 +188,9 @@ impl Harness {
                 records,
                 value_bytes,
                 leader_epoch,
+                timestamp_back_ms,
             } => {
-                let batch = sized_batch(records, value_bytes, wall_ms);
+                let batch = sized_batch(records, value_bytes, wall_ms - timestamp_back_ms);
                 let info = self
                     .log()
                     .append(&batch, leader_epoch, wall_ms)
@@ -256,6 +272,10 @@ impl Harness {
             } => {
                 let from = self.offset_at(from_per_mille);
                 self.check_offset_for_timestamp(START_MS + after_start_ms, from);
+            }
+            Operation::FindMaxTimestamp { from_per_mille } => {
+                let from = self.offset_at(from_per_mille);
+                self.check_offset_of_max_timestamp(from);
             }
         }
         let log = self.log.as_ref().expect("open");
@@ -340,6 +360,33 @@ impl Harness {
             .offset_for_timestamp(timestamp, from, end)
             .expect("offset for timestamp");
         assert_eq!(found, expected, "timestamp {timestamp} from offset {from}");
+    }
+
+    /// Compares MAX_TIMESTAMP with a brute-force search of the model's records: the largest
+    /// timestamp from `from`, at its earliest offset.
+    fn check_offset_of_max_timestamp(&mut self, from: i64) {
+        let start = self.log().log_start_offset();
+        let end = self.model_end();
+        let mut expected: Option<(i64, i64)> = None;
+        for batch in self
+            .batches
+            .iter()
+            .filter(|batch| batch.base_offset >= start)
+        {
+            let mut bytes = bytes::Bytes::copy_from_slice(&batch.bytes);
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decodable");
+            for record in set.records.iter().filter(|record| record.offset >= from) {
+                if expected.is_none_or(|(_, timestamp)| record.timestamp > timestamp) {
+                    expected = Some((record.offset, record.timestamp));
+                }
+            }
+        }
+        let found = self
+            .log()
+            .offset_of_max_timestamp(from, end)
+            .expect("offset of the max timestamp");
+        assert_eq!(found, expected, "max timestamp from offset {from}");
     }
 
     /// Reads the whole log and compares it with the model, batch by batch.

@@ -576,6 +576,90 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The record with the largest timestamp among offsets from `lower_bound` in batches ending
+    /// below `upper_bound`, as `(offset, timestamp)`; the earliest such record on a tie
+    /// (ListOffsets' MAX_TIMESTAMP). Whole segments answer from their newest timestamp, so
+    /// only the segments the bounds cut through are read batch by batch.
+    pub fn offset_of_max_timestamp(
+        &self,
+        lower_bound: i64,
+        upper_bound: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        // The batch holding the best record so far: its segment, position and timestamp.
+        let mut best: Option<(usize, u64, i64)> = None;
+        for (index, segment) in self.segments.iter().enumerate() {
+            if segment.is_empty()
+                || segment.next_offset() <= lower_bound
+                || segment.base_offset() >= upper_bound
+            {
+                continue;
+            }
+            let whole =
+                segment.base_offset() >= lower_bound && segment.next_offset() <= upper_bound;
+            if whole {
+                if best.is_some_and(|(_, _, timestamp)| segment.max_timestamp() <= timestamp) {
+                    continue;
+                }
+                let newest = segment.max_timestamp();
+                let from = segment.base_offset() + i64::from(segment.time_index().lookup(newest));
+                let Some((mut position, mut header)) = segment.find(from)? else {
+                    continue;
+                };
+                // Bounded by the segment's size; the segment's newest timestamp is in one of
+                // its batches, so the walk stops at it.
+                while header.max_timestamp < newest {
+                    position += header.total_bytes() as u64;
+                    if position >= segment.size_bytes() {
+                        break;
+                    }
+                    header = segment.header_at(position)?;
+                }
+                if header.max_timestamp == newest {
+                    best = Some((index, position, newest));
+                }
+                continue;
+            }
+            let Some((mut position, mut header)) =
+                segment.find(lower_bound.max(segment.base_offset()))?
+            else {
+                continue;
+            };
+            // Bounded by the segment's size: each step passes one batch.
+            loop {
+                if header.last_offset() >= upper_bound {
+                    break;
+                }
+                let timestamp = if header.base_offset < lower_bound {
+                    // The batch the lower bound cuts through: only its records from the bound.
+                    let bytes = segment.read_bytes(position, header.total_bytes())?;
+                    newest_record_from(bytes, lower_bound).map(|(_, timestamp)| timestamp)
+                } else {
+                    Some(header.max_timestamp)
+                };
+                if let Some(timestamp) = timestamp {
+                    if best.is_none_or(|(_, _, best_timestamp)| timestamp > best_timestamp) {
+                        best = Some((index, position, timestamp));
+                    }
+                }
+                position += header.total_bytes() as u64;
+                if position >= segment.size_bytes() {
+                    break;
+                }
+                header = segment.header_at(position)?;
+            }
+        }
+        let Some((index, position, timestamp)) = best else {
+            return Ok(None);
+        };
+        let segment = &self.segments[index];
+        let header = segment.header_at(position)?;
+        let bytes = segment.read_bytes(position, header.total_bytes())?;
+        Ok(Some(
+            exact_record(bytes, &header, timestamp, lower_bound)
+                .unwrap_or((header.base_offset.max(lower_bound), timestamp)),
+        ))
+    }
+
     /// Calls `visit` with the header of each batch holding or following `from_offset`.
     pub fn for_each_batch(
         &self,
@@ -829,6 +913,19 @@ impl PartitionLog {
         .write(&*disk, &dir)?;
         Ok(())
     }
+}
+
+/// The record with the largest timestamp of `batch` from `lower_bound` (the earliest on a tie),
+/// or `None` if the batch cannot be decoded or has no record from there.
+fn newest_record_from(mut batch: Bytes, lower_bound: i64) -> Option<(i64, i64)> {
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).ok()?;
+    set.records
+        .iter()
+        .filter(|record| record.offset >= lower_bound)
+        .fold(None, |best: Option<(i64, i64)>, record| match best {
+            Some((_, timestamp)) if timestamp >= record.timestamp => best,
+            _ => Some((record.offset, record.timestamp)),
+        })
 }
 
 /// The first record of `batch` at or after `timestamp` and `lower_bound`, decoded with the

@@ -565,3 +565,28 @@ fn preallocated_spares_grow_with_the_partition_and_their_zeros_never_outlive_a_s
     );
     log.check_consistency().unwrap();
 }
+
+#[test]
+fn max_timestamp_counts_only_records_from_the_lower_bound() {
+    // One batch whose records go back in time (a producer setting its own timestamps): its
+    // newest record is its first.
+    let timestamps = [START_MS + 50, START_MS + 20, START_MS + 30, START_MS + 10];
+    let encoded = super::record_batch::encode_batch_with_timestamps(
+        timestamps
+            .iter()
+            .map(|&timestamp| (None, Some(bytes::Bytes::from_static(b"v")), timestamp)),
+    );
+    let disk = SimDisk::new();
+    let mut log = open(&disk, small_config());
+    log.append(&encoded, 0, START_MS).unwrap();
+    assert_eq!(
+        log.offset_of_max_timestamp(0, 4).unwrap(),
+        Some((0, START_MS + 50))
+    );
+    // From offset 1 (a DeleteRecords start inside the batch) the newest record is offset 2.
+    assert_eq!(
+        log.offset_of_max_timestamp(1, 4).unwrap(),
+        Some((2, START_MS + 30))
+    );
+    assert_eq!(log.offset_of_max_timestamp(4, 4).unwrap(), None);
+}

@@ -265,13 +265,25 @@ pub fn encode_batch(
     records: &[(Option<bytes::Bytes>, Option<bytes::Bytes>)],
     timestamp_ms: i64,
 ) -> bytes::Bytes {
+    encode_batch_with_timestamps(
+        records
+            .iter()
+            .enumerate()
+            .map(|(index, (key, value))| (key.clone(), value.clone(), timestamp_ms + index as i64)),
+    )
+}
+
+/// Encodes one uncompressed v2 batch of `(key, value, timestamp)` records, each with its own
+/// timestamp, in any order (a producer may set them).
+pub fn encode_batch_with_timestamps(
+    records: impl Iterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>, i64)>,
+) -> bytes::Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
     let records: Vec<Record> = records
-        .iter()
         .enumerate()
-        .map(|(index, (key, value))| Record {
+        .map(|(index, (key, value, timestamp))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -283,9 +295,9 @@ pub fn encode_batch(
             // The encoder starts a new batch unless `offset - sequence` stays constant; this
             // keeps one batch whose base sequence is -1, as a non-idempotent producer sends.
             sequence: index as i32 - 1,
-            timestamp: timestamp_ms + index as i64,
-            key: key.clone(),
-            value: value.clone(),
+            timestamp,
+            key,
+            value,
             headers: Default::default(),
         })
         .collect();

@@ -981,6 +981,17 @@ impl Partition {
             .offset_for_timestamp(timestamp, log_start, high_watermark)?)
     }
 
+    /// The record with the largest timestamp, below the high watermark and from the log start
+    /// clients see, as `(offset, timestamp)`.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, PartitionError> {
+        let high_watermark = self.high_watermark();
+        let state = self.lock();
+        let log_start = state.visible_log_start();
+        Ok(state
+            .log
+            .offset_of_max_timestamp(log_start, high_watermark)?)
+    }
+
     /// Applies retention; returns how many segments were deleted.
     /// Also forgets idempotent producers idle for longer than `producer.id.expiration.ms`.
     /// A replica deletes only committed segments: the core may still send or truncate the

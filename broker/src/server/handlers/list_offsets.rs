@@ -1,5 +1,5 @@
-//! ListOffsets: the earliest offset, the latest (the high watermark), or the first offset at or
-//! after a timestamp.
+//! ListOffsets: the earliest offset, the latest (the high watermark), the first offset at or
+//! after a timestamp, or the record with the largest timestamp (v7).
 
 use std::sync::Arc;
 
@@ -10,10 +10,15 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::server::broker::{Broker, Replica};
+use crate::server::partition::PartitionError;
 
 /// The special timestamps of ListOffsets.
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
+/// From v7: the offset and timestamp of the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
+/// From v8: the earliest offset kept on the broker's own disk, which here is all of the log.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 pub fn list_offsets(
     broker: &Arc<Broker>,
@@ -71,20 +76,14 @@ pub fn list_offsets(
                         EARLIEST_TIMESTAMP => response
                             .with_offset(partition.log_start_offset())
                             .with_timestamp(-1),
+                        EARLIEST_LOCAL_TIMESTAMP if version >= 8 => response
+                            .with_offset(partition.log_start_offset())
+                            .with_timestamp(-1),
+                        MAX_TIMESTAMP if version >= 7 => {
+                            with_found(response, partition.offset_of_max_timestamp())
+                        }
                         timestamp if timestamp >= 0 => {
-                            match partition.offset_for_timestamp(timestamp) {
-                                Ok(Some((offset, found))) => {
-                                    response.with_offset(offset).with_timestamp(found)
-                                }
-                                Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                                Err(error) => {
-                                    tracing::warn!(%error, "offset lookup by timestamp failed");
-                                    response
-                                        .with_error_code(ResponseError::KafkaStorageError.code())
-                                        .with_offset(-1)
-                                        .with_timestamp(-1)
-                                }
-                            }
+                            with_found(response, partition.offset_for_timestamp(timestamp))
                         }
                         _ => response
                             .with_error_code(ResponseError::InvalidRequest.code())
@@ -99,4 +98,22 @@ pub fn list_offsets(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The answer to a search in the log: the record found, -1 for none, or a storage error.
+fn with_found(
+    response: ListOffsetsPartitionResponse,
+    found: Result<Option<(i64, i64)>, PartitionError>,
+) -> ListOffsetsPartitionResponse {
+    match found {
+        Ok(Some((offset, timestamp))) => response.with_offset(offset).with_timestamp(timestamp),
+        Ok(None) => response.with_offset(-1).with_timestamp(-1),
+        Err(error) => {
+            tracing::warn!(%error, "offset lookup failed");
+            response
+                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_offset(-1)
+                .with_timestamp(-1)
+        }
+    }
 }
