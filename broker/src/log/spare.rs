@@ -87,6 +87,9 @@ impl SparePlan {
             .turn
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        if gate.closed.load(Ordering::Acquire) {
+            return Err(gate_closed());
+        }
         let result = self.write_zeros(disk, &gate.closed);
         if result.is_err() && disk.exists(&self.path) {
             let _ = disk.remove_file(&self.path);
@@ -95,14 +98,7 @@ impl SparePlan {
     }
 
     fn write_zeros(&self, disk: &dyn Disk, closed: &AtomicBool) -> io::Result<()> {
-        let stop = || {
-            closed
-                .load(Ordering::Acquire)
-                .then(|| io::Error::other("the partition's directory is being removed"))
-        };
-        if let Some(error) = stop() {
-            return Err(error);
-        }
+        let stop = || closed.load(Ordering::Acquire).then(gate_closed);
         let file = disk.open(&self.path, true)?;
         file.truncate(0)?;
         let zeros = vec![0u8; SPARE_WRITE_CHUNK_BYTES];
@@ -121,6 +117,11 @@ impl SparePlan {
         }
         file.sync()
     }
+}
+
+/// Why a spare was not written: its gate was closed.
+fn gate_closed() -> io::Error {
+    io::Error::other("the partition's directory is being removed")
 }
 
 /// Lets a partition's directory be removed safely while a spare may be being written: once
@@ -169,6 +170,44 @@ mod tests {
         let mut contents = vec![1u8; bytes as usize];
         file.read_exact_at(&mut contents, 0).unwrap();
         assert!(contents.iter().all(|&byte| byte == 0));
+    }
+
+    #[test]
+    fn closing_the_gate_stops_a_spare_being_written_and_waits_for_it() {
+        let disk = SimDisk::new();
+        let dir = Path::new("/p");
+        disk.create_dir_all(dir).unwrap();
+        let gate = std::sync::Arc::new(SpareGate::default());
+        let plan = SparePlan {
+            path: spare_path(dir),
+            bytes: 64 * SPARE_WRITE_CHUNK_BYTES as u64,
+        };
+        let writer = {
+            let (disk, gate) = (disk.clone(), gate.clone());
+            let path = plan.path.clone();
+            std::thread::spawn(move || {
+                SparePlan {
+                    path,
+                    bytes: plan.bytes,
+                }
+                .execute(&disk, &gate)
+            })
+        };
+        // Wait until the writer has begun (its file exists), then close the gate under it.
+        while !disk.exists(&plan.path) && !writer.is_finished() {
+            std::thread::yield_now();
+        }
+        gate.close();
+        // Once `close` returns the writer has stopped: it either finished first, leaving a
+        // whole spare, or stopped and removed what it wrote. Nothing is half written.
+        let exists = disk.exists(&plan.path);
+        let whole = exists && disk.open(&plan.path, false).unwrap().len().unwrap() == plan.bytes;
+        assert_eq!(exists, whole, "a partial spare outlived close");
+        assert_eq!(writer.join().unwrap().is_ok(), whole);
+        assert!(
+            plan.execute(&disk, &gate).is_err(),
+            "nothing starts after close"
+        );
     }
 
     #[test]
