@@ -127,22 +127,30 @@ def consumer(broker, group_id, **settings):
     return Consumer(config)
 
 
-def committed_offsets(target, group_id, topic, partitions, timeout_s=30):
-    """A group's committed offsets by partition (librdkafka's -1001 where there is none),
-    read without joining the group, retried while no coordinator is available (a cluster
-    elects a new one after its coordinator restarts)."""
+def read_retried(target, group_id, read, timeout_s, pause_s):
+    """`read(consumer)` with a fresh consumer each attempt, retried on KafkaException until
+    `timeout_s` (a cluster elects new leaders and coordinators after a restart)."""
     deadline = time.monotonic() + timeout_s
     while True:
         reader = consumer(target, group_id)
         try:
-            found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-            return {tp.partition: tp.offset for tp in found}
+            return read(reader)
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+            time.sleep(pause_s)
         finally:
             reader.close()
+
+
+def committed_offsets(target, group_id, topic, partitions, timeout_s=30):
+    """A group's committed offsets by partition (librdkafka's -1001 where there is none),
+    read without joining the group, retried while no coordinator is available (a cluster
+    elects a new one after its coordinator restarts)."""
+    def read(reader):
+        found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    return read_retried(target, group_id, read, timeout_s, pause_s=0.5)
 
 
 def poll_messages(client, max_messages=500, timeout_s=0.5):
@@ -241,14 +249,6 @@ def produce_numbered(target, topic, count, prefix, value_bytes, **settings):
 def watermarks(target, topic, timeout_s=30):
     """(log start, high watermark) of partition 0, retried while the partition has no leader
     yet (a cluster just after a broker restarted)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reader = consumer(target, f"{topic}-watermarks")
-        try:
-            return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-        finally:
-            reader.close()
+    return read_retried(target, f"{topic}-watermarks",
+                        lambda reader: reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=5),
+                        timeout_s, pause_s=0.2)

@@ -696,11 +696,6 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's setting overrides with `configs` (AlterConfigs and
-    /// IncrementalAlterConfigs): checked as CreateTopics checks them, stored in the catalogue or
-    /// the metadata log, and applied to the topic's open partitions. A change to
-    /// `segment.bytes` or `segment.ms` takes effect at the next append, retention at the next
-    /// retention pass.
     /// DeleteRecords: raises a partition's log start to `offset`, which the caller checked is
     /// at most the high watermark. Durable (in the catalogue, or committed to the metadata log
     /// and applied here) before this returns; a lower or equal offset changes nothing.
@@ -759,6 +754,11 @@ impl Broker {
         Ok(())
     }
 
+    /// Replaces a topic's setting overrides with `configs` (AlterConfigs and
+    /// IncrementalAlterConfigs): checked as CreateTopics checks them, stored in the catalogue or
+    /// the metadata log, and applied to the topic's open partitions. A change to
+    /// `segment.bytes` or `segment.ms` takes effect at the next append, retention at the next
+    /// retention pass.
     pub async fn alter_topic_configs(
         self: &Arc<Self>,
         name: &str,
