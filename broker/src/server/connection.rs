@@ -152,6 +152,9 @@ pub async fn serve(
                 timing.ordered = Some(broker.seams.clock.now());
                 let appended = handlers::produce::append(&broker, version, body).await;
                 timing.appended = Some(broker.seams.clock.now());
+                // The append woke the partition's syncer or replication driver: let it start
+                // before the next request is read (see `tasks::yield_now`).
+                tasks::yield_now().await;
                 Box::pin(async move { appended.finish().await.map(ResponseKind::Produce) })
             }
             body => {
