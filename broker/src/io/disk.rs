@@ -71,6 +71,13 @@ pub trait DiskFile: Send + Sync + 'static {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes `parts` one after another from `offset`, as one write of their concatenation.
+    /// The log uses it to write a batch whose first bytes it rewrote without copying the rest.
+    /// This default joins the parts and makes one `write_at`, so a disk that models each write
+    /// (the simulated one) sees exactly the write a single buffer would have made.
+    fn write_parts_at(&self, parts: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_at(&parts.concat(), offset)
+    }
     fn len(&self) -> io::Result<u64>;
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -78,6 +85,14 @@ pub trait DiskFile: Send + Sync + 'static {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// Makes every earlier write to this file durable.
     fn sync(&self) -> io::Result<()>;
+    /// Reads exactly `length` bytes at `offset` into a new buffer that is not zeroed first, in
+    /// one attempt; `None` if that attempt fell short in any way (an error, a short read), and
+    /// the caller then reads with [`DiskFile::read_exact_at`], which retries. Zeroing a
+    /// megabyte that a read then overwrites costs as much as a copy of it, on every fetch. A
+    /// disk without a way to read into uninitialised memory keeps this default.
+    fn read_exact_uninitialised(&self, _length: usize, _offset: u64) -> Option<Vec<u8>> {
+        None
+    }
 
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file is
     /// shorter. A failed read is retried a few times: disks report transient errors (a
@@ -92,6 +107,17 @@ pub trait DiskFile: Send + Sync + 'static {
             }
         }
     }
+}
+
+/// Reads exactly `length` bytes at `offset` into a new buffer, with the retries of
+/// [`DiskFile::read_exact_at`].
+pub fn read_exact_to_vec(file: &dyn DiskFile, length: usize, offset: u64) -> io::Result<Vec<u8>> {
+    if let Some(buffer) = file.read_exact_uninitialised(length, offset) {
+        return Ok(buffer);
+    }
+    let mut buffer = vec![0u8; length];
+    file.read_exact_at(&mut buffer, offset)?;
+    Ok(buffer)
 }
 
 /// How many times a read is attempted before its error is reported.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::config::LogConfig;
 use super::error::{BatchError, LogError};
-use super::record_batch::{set_base_offset, set_partition_leader_epoch, RecordBatchHeader};
+use super::record_batch::{rewritten_prefix, RecordBatchHeader, REWRITTEN_PREFIX_BYTES};
 use super::recovery::{recover_segments, Checkpoint, RecoveryReport};
 use super::retention::{segments_to_delete, SegmentSummary};
 use super::segment::{remove_segment_files, Segment, SEGMENT_OFFSETS_MAX};
@@ -287,24 +287,25 @@ impl PartitionLog {
             self.roll(wall_ms)?;
         }
         let base_offset = self.log_end_offset();
-        let mut owned = batch.to_vec();
-        set_base_offset(&mut owned, base_offset);
-        set_partition_leader_epoch(&mut owned, leader_epoch);
+        // Only the prefix holding the base offset and leader epoch is copied to be rewritten;
+        // the rest goes to the file from the request's own buffer, in the same write.
+        let prefix = rewritten_prefix(batch, base_offset, leader_epoch);
         let header = RecordBatchHeader {
             base_offset,
             partition_leader_epoch: leader_epoch,
             ..header
         };
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&owned, &header, interval)?;
+        let parts: [&[u8]; 2] = [&prefix, &batch[REWRITTEN_PREFIX_BYTES..]];
+        self.active_mut().append(&parts, &header, interval)?;
         self.active_unsynced = true;
-        self.unsynced_bytes += owned.len() as u64;
+        self.unsynced_bytes += batch.len() as u64;
         debug_assert_eq!(self.log_end_offset(), header.next_offset());
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,
-            bytes: owned.len(),
+            bytes: batch.len(),
         })
     }
 

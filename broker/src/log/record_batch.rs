@@ -245,6 +245,30 @@ impl<'a> Iterator for SplitBatches<'a> {
     }
 }
 
+/// The bytes at the start of a batch that the log rewrites: the base offset and the partition
+/// leader epoch (with the batch length between them). The CRC covers none of them.
+pub const REWRITTEN_PREFIX_BYTES: usize = PARTITION_LEADER_EPOCH_AT + 4;
+
+const _: () = assert!(BASE_OFFSET_AT + 8 <= REWRITTEN_PREFIX_BYTES);
+const _: () = assert!(REWRITTEN_PREFIX_BYTES <= HEADER_BYTES);
+
+/// The first [`REWRITTEN_PREFIX_BYTES`] of `batch` as the log stores them: with `base_offset`
+/// and `leader_epoch`. The rest of the batch is written as received, so appending a batch
+/// copies only these bytes.
+pub fn rewritten_prefix(
+    batch: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+) -> [u8; REWRITTEN_PREFIX_BYTES] {
+    assert!(batch.len() >= HEADER_BYTES, "not a record batch");
+    let mut prefix = [0u8; REWRITTEN_PREFIX_BYTES];
+    prefix.copy_from_slice(&batch[..REWRITTEN_PREFIX_BYTES]);
+    prefix[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
+    prefix[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
+    prefix
+}
+
 /// Sets the base offset. It lies outside the CRC, so the batch stays valid.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     assert!(batch.len() >= HEADER_BYTES, "not a record batch");
@@ -362,6 +386,21 @@ mod tests {
         let header = validate(&bytes).expect("still valid");
         assert_eq!(header.base_offset, 42);
         assert_eq!(header.partition_leader_epoch, 7);
+    }
+
+    #[test]
+    fn the_rewritten_prefix_and_the_rest_are_the_patched_batch() {
+        let original = batch(&[b"key-value", b"another"], 5);
+        let prefix = rewritten_prefix(&original, 4_000_000_000, 11);
+        let mut joined = prefix.to_vec();
+        joined.extend_from_slice(&original[REWRITTEN_PREFIX_BYTES..]);
+        let mut patched = original.clone();
+        set_base_offset(&mut patched, 4_000_000_000);
+        set_partition_leader_epoch(&mut patched, 11);
+        assert_eq!(joined, patched);
+        let header = validate(&joined).expect("still valid");
+        assert_eq!(header.base_offset, 4_000_000_000);
+        assert_eq!(header.partition_leader_epoch, 11);
     }
 
     #[test]

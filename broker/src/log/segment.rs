@@ -24,7 +24,7 @@ use super::error::LogError;
 use super::offset_index::OffsetIndex;
 use super::record_batch::{RecordBatchHeader, HEADER_BYTES};
 use super::time_index::TimeIndex;
-use crate::io::{Disk, DiskFile};
+use crate::io::{disk, Disk, DiskFile};
 
 /// Extension of the log file.
 pub const LOG_EXTENSION: &str = "log";
@@ -202,11 +202,11 @@ impl Segment {
         relative as u32
     }
 
-    /// Writes `batch` (already patched to start at `next_offset`) at the end of the file with one
-    /// write, and indexes it.
+    /// Writes a batch (already patched to start at `next_offset`), given as consecutive parts,
+    /// at the end of the file with one write, and indexes it.
     pub fn append(
         &mut self,
-        batch: &[u8],
+        parts: &[&[u8]],
         header: &RecordBatchHeader,
         index_interval_bytes: u32,
     ) -> Result<(), LogError> {
@@ -214,9 +214,12 @@ impl Segment {
             header.base_offset, self.next_offset,
             "offsets must be dense"
         );
-        assert_eq!(header.total_bytes(), batch.len());
+        assert_eq!(
+            header.total_bytes(),
+            parts.iter().map(|part| part.len()).sum::<usize>()
+        );
         let position = self.size_bytes;
-        self.log_file.write_at(batch, position)?;
+        self.log_file.write_parts_at(parts, position)?;
         self.index_batch(header, position, index_interval_bytes);
         Ok(())
     }
@@ -292,8 +295,7 @@ impl Segment {
     /// Reads `length` bytes at `position` with one read.
     pub fn read_bytes(&self, position: u64, length: usize) -> Result<Bytes, LogError> {
         assert!(position + length as u64 <= self.size_bytes);
-        let mut buffer = vec![0u8; length];
-        self.log_file.read_exact_at(&mut buffer, position)?;
+        let buffer = disk::read_exact_to_vec(self.log_file.as_ref(), length, position)?;
         Ok(Bytes::from(buffer))
     }
 
@@ -399,7 +401,7 @@ mod tests {
             set_base_offset(&mut batch, segment.next_offset());
             let header = validate(&batch).unwrap();
             positions.push(segment.size_bytes());
-            segment.append(&batch, &header, 512).unwrap();
+            segment.append(&[&batch], &header, 512).unwrap();
         }
         assert_eq!(segment.next_offset(), 160);
         assert!(segment.offset_index().entries().len() > 3);

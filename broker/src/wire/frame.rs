@@ -1,6 +1,6 @@
 //! Length-prefixed frames: a big-endian `i32` size, then that many bytes.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -41,8 +41,16 @@ where
             limit,
         });
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await?;
+    let size = size as usize;
+    // Read into the buffer's spare capacity: zeroing a megabyte that the socket is about to
+    // overwrite costs as much as copying it. Bounded: each step reads at least one byte.
+    let mut frame = BytesMut::with_capacity(size);
+    while frame.len() < size {
+        let wanted = size - frame.len();
+        if reader.read_buf(&mut (&mut frame).limit(wanted)).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some(frame))
 }
 
@@ -83,5 +91,47 @@ mod tests {
         let frame = read_frame(&mut input, 1024).await.unwrap().unwrap();
         assert_eq!(&frame[..], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(read_frame(&mut input, 1024).await.unwrap().is_none());
+    }
+
+    /// Hands out its input at most three bytes per read, as a socket may.
+    struct Trickle<'a> {
+        input: &'a [u8],
+    }
+
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let length = self.input.len().min(3).min(buf.remaining());
+            let (now, later) = self.input.split_at(length);
+            buf.put_slice(now);
+            self.input = later;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_arriving_in_pieces_are_read_whole_and_never_run_into_the_next() {
+        let mut input = Vec::new();
+        for frame in [&b"first-frame"[..], &b"the-second-one"[..]] {
+            input.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+            input.extend_from_slice(frame);
+        }
+        // A third frame whose sender stopped half way.
+        input.extend_from_slice(&20i32.to_be_bytes());
+        input.extend_from_slice(b"cut short");
+        let mut reader = Trickle { input: &input };
+        let first = read_frame(&mut reader, 1024).await.unwrap().unwrap();
+        assert_eq!(&first[..], b"first-frame");
+        let second = read_frame(&mut reader, 1024).await.unwrap().unwrap();
+        assert_eq!(&second[..], b"the-second-one");
+        match read_frame(&mut reader, 1024).await {
+            Err(FrameError::Io(error)) => {
+                assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof)
+            }
+            other => panic!("a frame cut short must be an error, got {other:?}"),
+        }
     }
 }
