@@ -26,7 +26,10 @@
  * it by a few parts per million. On other clocksources it uses clock_gettime.
  *
  * usage: paced_latency -b BOOTSTRAP -t TOPIC -r RATE -d SECONDS [-s BYTES] [-a ACKS]
- *                      [-X key=value]... [-A ack-latency-file] [-E end-to-end-latency-file]
+ *                      [-X key=value]... [-C key=value]... [-A ack-latency-file]
+ *                      [-E end-to-end-latency-file]
+ *
+ * -X sets a producer property, -C a consumer property (librdkafka's names for both).
  *
  * The files get one latency per line, in microseconds, in the order the messages were
  * acknowledged or consumed. The last line on stdout is a summary:
@@ -206,6 +209,27 @@ static void apply_config(rd_kafka_conf_t *conf, const char *key, const char *val
                 die(key, error);
 }
 
+/* key=value properties from the command line, for one client. */
+struct settings {
+        const char *keys[CONFIG_ENTRIES_MAX], *values[CONFIG_ENTRIES_MAX];
+        int count;
+};
+
+/* Adds one `key=value` argument of option `flag` (the argument is split in place). */
+static void add_setting(struct settings *settings, const char *flag, char *argument) {
+        char *equals = strchr(argument, '=');
+        if (!equals || settings->count == CONFIG_ENTRIES_MAX)
+                die(flag, "expected key=value (at most 32 of them)");
+        *equals                                = '\0';
+        settings->keys[settings->count]     = argument;
+        settings->values[settings->count++] = equals + 1;
+}
+
+static void apply_settings(rd_kafka_conf_t *conf, const struct settings *settings) {
+        for (int i = 0; i < settings->count; i++)
+                apply_config(conf, settings->keys[i], settings->values[i]);
+}
+
 struct consumer_args {
         rd_kafka_topic_t *topic;
 };
@@ -255,11 +279,11 @@ int main(int argc, char **argv) {
         const char *acks = "-1";
         double rate = 0, seconds = 0;
         size_t size = 100;
-        const char *config_keys[CONFIG_ENTRIES_MAX], *config_values[CONFIG_ENTRIES_MAX];
-        int config_count = 0, option;
+        struct settings producer_settings = {0}, consumer_settings = {0};
+        int option;
         char error[512];
 
-        while ((option = getopt(argc, argv, "b:t:r:d:s:a:X:A:E:")) != -1) {
+        while ((option = getopt(argc, argv, "b:t:r:d:s:a:X:C:A:E:")) != -1) {
                 switch (option) {
                 case 'b': bootstrap = optarg; break;
                 case 't': topic = optarg; break;
@@ -269,18 +293,12 @@ int main(int argc, char **argv) {
                 case 'a': acks = optarg; break;
                 case 'A': ack_path = optarg; break;
                 case 'E': e2e_path = optarg; break;
-                case 'X': {
-                        char *equals = strchr(optarg, '=');
-                        if (!equals || config_count == CONFIG_ENTRIES_MAX)
-                                die("-X", "expected key=value (at most 32 of them)");
-                        *equals                       = '\0';
-                        config_keys[config_count]     = optarg;
-                        config_values[config_count++] = equals + 1;
-                        break;
-                }
+                case 'X': add_setting(&producer_settings, "-X", optarg); break;
+                case 'C': add_setting(&consumer_settings, "-C", optarg); break;
                 default:
                         fprintf(stderr, "usage: %s -b BOOTSTRAP -t TOPIC -r RATE -d SECONDS "
-                                        "[-s BYTES] [-a ACKS] [-X key=value]... [-A FILE] [-E FILE]\n",
+                                        "[-s BYTES] [-a ACKS] [-X key=value]... [-C key=value]... [-A FILE] "
+                                        "[-E FILE]\n",
                                 argv[0]);
                         return 2;
                 }
@@ -302,8 +320,7 @@ int main(int argc, char **argv) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         apply_config(conf, "bootstrap.servers", bootstrap);
         apply_config(conf, "acks", acks);
-        for (int i = 0; i < config_count; i++)
-                apply_config(conf, config_keys[i], config_values[i]);
+        apply_settings(conf, &producer_settings);
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error));
         if (!producer)
@@ -318,6 +335,7 @@ int main(int argc, char **argv) {
         if (e2e_path) {
                 rd_kafka_conf_t *cconf = rd_kafka_conf_new();
                 apply_config(cconf, "bootstrap.servers", bootstrap);
+                apply_settings(cconf, &consumer_settings);
                 consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, error, sizeof(error));
                 if (!consumer)
                         die("consumer", error);
