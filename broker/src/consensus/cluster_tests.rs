@@ -877,9 +877,17 @@ impl Cluster {
             let index = position as u64 + 1;
             log_terms.append(EntrySpan::new(index, index, entry.term));
         }
+        // An append written but not yet synced may survive a crash (a torn tail) while the
+        // hard state of its term, due in the same sync, does not: the broker then takes the
+        // term of its last entry (`Partition::recover_raft_state`). No vote was sent in that
+        // term, since votes are sent only once their hard state is durable.
+        let hard_state = HardState {
+            term: node.durable_hard_state.term.max(log_terms.last_term()),
+            ..node.durable_hard_state
+        };
         let mut config = node.raft.config().clone();
         config.random_seed = seed;
-        node.raft = RaftNode::restart(config, node.durable_hard_state, log_terms, now_ms);
+        node.raft = RaftNode::restart(config, hard_state, log_terms, now_ms);
         node.alive = true;
         node.applied_index = 0;
     }
@@ -1106,6 +1114,10 @@ fn seeds_that_once_failed() {
         run_seed(seed, 3);
         run_seed(seed, 5);
     }
+    // A follower crashed with an append of a new term on disk but not the hard state that
+    // raised its term (both were due in one sync): the harness restarted it with a term older
+    // than its log's last entry, which the core refuses (the broker takes the newer term).
+    run_seed(12_776_704_895_530_588_850, 5);
 }
 
 /// The fault mixes really do produce what the safety checks are about.
