@@ -154,9 +154,7 @@ pub fn read_whole(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
     let file = disk.open(path, false)?;
     let len = usize::try_from(file.len()?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to read whole"))?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
+    read_exact_to_vec(file.as_ref(), len, 0)
 }
 
 /// Replaces a small file atomically and durably: write a temporary file, sync it, rename it over
